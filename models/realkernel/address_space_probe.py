@@ -1,0 +1,243 @@
+"""Reserve address space and touch part of it on the machine's real kernel.
+
+The pilot chapter's measurement (FACTS 1-4, experiment E1): a *child* process maps a
+private anonymous region, then reads or writes one byte in a given share of its 4 KiB
+pages, and reports after each step
+
+* ``VmSize`` and ``VmRSS`` from ``/proc/self/status`` (the ``ps`` columns VSZ and RSS),
+* the region's own ``Size``/``Rss`` line from ``/proc/self/smaps`` (FACTS 4),
+* ``ru_minflt``/``ru_majflt`` from ``getrusage`` (FACTS 3).
+
+The region sits between two ``PROT_NONE`` guard pages so the kernel cannot merge it with
+a neighbouring mapping (E5), and is marked ``MADV_NOHUGEPAGE`` so faults are counted per
+4 KiB page even where transparent huge pages are always on (E10).
+
+``python -m models.realkernel.address_space_probe --reserve-mib 64 --percent 50 --access write``
+prints the measurement as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from models.errors import ModelInputError
+from models.units import PAGE_SIZE
+
+#: Largest region the probe will map (it is really touched when written).
+MAX_RESERVE_MIB = 1024
+ACCESS_MODES = ("read", "write", "read_then_write")
+#: A measurement of this book's own build, shown where the probe cannot run.
+RECORDED = Path(__file__).with_name("address_space_probe_recorded.json")
+
+_PROT_NONE, _PROT_READ, _PROT_WRITE = 0, 1, 2
+_MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
+_MADV_NOHUGEPAGE = 15
+
+
+class ProbeUnavailable(RuntimeError):
+    """The real-kernel measurement cannot run here (not Linux, no /proc)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading, taken right after ``step``."""
+
+    step: str
+    vsz_kib: int          # VmSize
+    rss_kib: int          # VmRSS
+    region_size_kib: int  # smaps Size of the region
+    region_rss_kib: int   # smaps Rss of the region
+    minflt: int
+    majflt: int
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    reserve_mib: int
+    percent: int
+    access: str
+    kernel: str
+    samples: tuple[Sample, ...]
+
+    def sample(self, step: str) -> Sample:
+        for s in self.samples:
+            if s.step == step:
+                return s
+        raise KeyError(f"no sample {step!r}; steps are {[s.step for s in self.samples]}")
+
+    def deltas(self) -> dict:
+        """Growth from just before the mmap to the end: what the chapter compares with the model."""
+        first, last = self.sample("start"), self.samples[-1]
+        return {
+            "vsz_kib": last.vsz_kib - first.vsz_kib,
+            "rss_kib": last.rss_kib - first.rss_kib,
+            "region_rss_kib": last.region_rss_kib,
+            "minflt": last.minflt - self.sample("after mmap").minflt,
+            "majflt": last.majflt - first.majflt,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProbeResult":
+        raw = json.loads(text)
+        raw["samples"] = tuple(Sample(**s) for s in raw["samples"])
+        return cls(**raw)
+
+
+def validate(reserve_mib, percent, access) -> None:
+    if isinstance(reserve_mib, bool) or not isinstance(reserve_mib, int) \
+            or not 1 <= reserve_mib <= MAX_RESERVE_MIB:
+        raise ModelInputError(f"reserve_mib must be a whole number of MiB in 1..{MAX_RESERVE_MIB}, "
+                              f"got {reserve_mib!r}")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        raise ModelInputError(f"percent must be a whole number in 0..100, got {percent!r}")
+    if access not in ACCESS_MODES:
+        raise ModelInputError(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
+
+
+def available() -> str | None:
+    """None if the probe can run here, else the reason it cannot."""
+    if platform.system() != "Linux":
+        return f"the real-kernel probe needs Linux (/proc/self/smaps); this is {platform.system()}"
+    if not Path("/proc/self/smaps").exists():
+        return "the real-kernel probe needs /proc/self/smaps, which is missing here"
+    return None
+
+
+def measure(reserve_mib: int = 64, percent: int = 50, access: str = "write",
+            timeout: float = 60.0) -> ProbeResult:
+    """Run the measurement in a child process (bounded: at most ``MAX_RESERVE_MIB``)."""
+    validate(reserve_mib, percent, access)
+    reason = available()
+    if reason:
+        raise ProbeUnavailable(reason)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.realkernel.address_space_probe", "--reserve-mib",
+         str(reserve_mib), "--percent", str(percent), "--access", access],
+        capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"address-space probe child failed (exit {proc.returncode}): {proc.stderr}")
+    return ProbeResult.from_json(proc.stdout)
+
+
+def recorded(access: str = "read_then_write") -> ProbeResult:
+    """The measurement recorded on this book's build machine (for readers not on Linux).
+
+    ``python -m models.realkernel.address_space_probe --record`` refreshes the file.
+    """
+    for raw in json.loads(RECORDED.read_text()):
+        result = ProbeResult.from_json(json.dumps(raw))
+        if result.access == access:
+            return result
+    raise KeyError(f"no recorded measurement for access={access!r}")
+
+
+# ----------------------------------------------------------------- the child process
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def _region_kib(start: int) -> tuple[int, int]:
+    """(Size, Rss) of the smaps entry that starts at ``start``."""
+    size = rss = None
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            inside = int(head.split("-")[0], 16) == start
+        elif inside and head == "Size:":
+            size = int(line.split()[1])
+        elif inside and head == "Rss:":
+            rss = int(line.split()[1])
+    if size is None or rss is None:
+        raise RuntimeError(f"no smaps entry starts at {start:#x}")
+    return size, rss
+
+
+def _child(reserve_mib: int, percent: int, access: str) -> ProbeResult:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    length = reserve_mib << 20
+    npages = length // PAGE_SIZE
+    touched = npages * percent // 100
+    samples = []
+    region = None
+
+    def sample(step):
+        size, rss = _region_kib(region) if region is not None else (0, 0)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        samples.append(Sample(step, _status_kib("VmSize"), _status_kib("VmRSS"), size, rss,
+                              usage.ru_minflt, usage.ru_majflt))
+
+    sample("start")
+    # One reservation = guard page + region + guard page; the guards stay PROT_NONE.
+    base = libc.mmap(None, length + 2 * PAGE_SIZE, _PROT_NONE, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap failed")
+    region = base + PAGE_SIZE
+    if libc.mprotect(region, length, _PROT_READ | _PROT_WRITE) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect failed")
+    libc.madvise(region, length, _MADV_NOHUGEPAGE)  # best effort: EINVAL without THP support
+    sample("after mmap")
+    offsets = range(region, region + touched * PAGE_SIZE, PAGE_SIZE)
+    if access in ("read", "read_then_write"):
+        read_byte = ctypes.string_at
+        for addr in offsets:
+            read_byte(addr, 1)
+        sample("after read")
+    if access in ("write", "read_then_write"):
+        memset = ctypes.memset
+        for addr in offsets:
+            memset(addr, 0xAB, 1)
+        sample("after write")
+    return ProbeResult(reserve_mib, percent, access, platform.release(), tuple(samples))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reserve-mib", type=int, default=64)
+    parser.add_argument("--percent", type=int, default=50)
+    parser.add_argument("--access", choices=ACCESS_MODES, default="write")
+    parser.add_argument("--record", action="store_true",
+                        help=f"measure every access mode at 64 MiB / 50 %% into {RECORDED.name}")
+    args = parser.parse_args(argv)
+    if args.record:
+        results = [json.loads(measure(64, 50, mode).to_json()) for mode in ACCESS_MODES]
+        RECORDED.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {RECORDED}")
+        return 0
+    try:
+        validate(args.reserve_mib, args.percent, args.access)
+    except ModelInputError as exc:
+        parser.error(str(exc))
+    reason = available()
+    if reason:
+        print(reason, file=sys.stderr)
+        return 3
+    print(_child(args.reserve_mib, args.percent, args.access).to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
