@@ -1,0 +1,480 @@
+"""A glibc-like ``malloc``/``free`` (main arena, 64-bit) that drives the page model.
+
+The allocator keeps glibc's chunk bookkeeping in plain Python (allocations are
+few) and sends every effect on memory through a :class:`models.kernel.AddressSpace`,
+so RSS and page faults come from the one kernel model:
+
+* the ``brk`` heap is the region ``"heap"``, grown and shrunk with
+  ``AddressSpace.resize`` (``sbrk``); offsets in it are bytes from the initial
+  program break, which is page aligned on Linux;
+* a request served by ``mmap`` gets a region of its own, ``"mmap:<n>:<id>"``,
+  unmapped by ``free`` (FACTS 36);
+* ``malloc_trim`` releases whole free pages with ``MADV_DONTNEED`` (FACTS 39);
+  nothing here ever uses ``MADV_FREE`` (FACTS 40, misconception 9);
+* every write glibc itself makes (chunk headers, free-list links, the
+  tcache) is a ``touch(..., "write")`` of those bytes, and ``malloc(write=True)``
+  writes the whole block afterwards, as the program would.
+
+Constants and rules are those of glibc 2.36 (the machine's glibc; the
+development tree cited in FACTS §E agrees on all of them except where
+``LIMITS.md`` says otherwise):
+
+* chunk = 8-byte size header + payload, 16-byte aligned, at least 32 bytes
+  (``request2size``); an mmapped chunk is ``ALIGN_UP(nb + 8, 4096)`` bytes;
+* the first ``malloc`` allocates the 0x290-byte tcache first (``tcache_init``);
+* the heap grows by ``ALIGN_UP(nb + M_TOP_PAD + 32 - top, 4096)`` bytes;
+* a request of at least ``M_MMAP_THRESHOLD`` bytes (FACTS 32) that neither a
+  free chunk nor the top chunk can serve is mmapped;
+* freeing an mmapped chunk above the threshold and at most 32 MiB raises the
+  threshold to its size and the trim threshold to twice that, unless ``mallopt``
+  has set any of the four parameters (FACTS 33, 34);
+* a free that leaves a merged chunk of at least 64 KiB, with a top chunk of at
+  least ``M_TRIM_THRESHOLD``, shrinks the heap with ``sbrk(-extra)`` keeping
+  ``M_TOP_PAD`` (FACTS 35, 37);
+* chunks of at most 1040 bytes go to the tcache (7 per size), chunks of at most
+  128 bytes then to fastbins; neither coalesces until ``malloc_consolidate``.
+"""
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from typing import Optional
+
+from models.errors import ModelInputError
+from models.malloc.sequence import (
+    MAX_PARAM, MAX_REQUEST, MALLOPT_PARAMS, Free, Malloc, MallocTrim, Mallopt, Sequence,
+)
+from models.units import PAGE_SIZE
+
+SIZE_SZ = 8
+MALLOC_ALIGNMENT = 16
+MINSIZE = 32
+#: sizeof(struct malloc_chunk): the bytes of a free chunk malloc_trim never releases.
+MALLOC_CHUNK_STRUCT = 48
+DEFAULT_MMAP_THRESHOLD = 128 * 1024        # FACTS 32
+DEFAULT_MMAP_THRESHOLD_MAX = 32 << 20      # 4 MiB * sizeof(long), FACTS 34
+DEFAULT_TRIM_THRESHOLD = 128 * 1024        # FACTS 35
+DEFAULT_TOP_PAD = 128 * 1024
+DEFAULT_MMAP_MAX = 65536
+FASTBIN_CONSOLIDATION_THRESHOLD = 64 * 1024  # ATTEMPT_TRIMMING_THRESHOLD, FACTS 37
+MAX_FAST = 128                             # DEFAULT_MXFAST on 64-bit, as a chunk size
+SMALLBIN_LIMIT = 1024                      # MIN_LARGE_SIZE: chunks below are "small"
+TCACHE_MAX_CHUNK = 1040                    # chunk size of a 1032-byte request
+TCACHE_COUNT = 7
+TCACHE_STRUCT_REQUEST = 0x280              # sizeof(tcache_perthread_struct)
+NO_TRIM = (1 << 64) - 1                    # M_TRIM_THRESHOLD -1 as the unsigned long glibc stores
+SYSCALLS = ("brk", "mmap", "munmap", "madvise")
+HEAP = "heap"
+
+
+def request2size(nbytes: int) -> int:
+    """glibc's ``request2size``: the chunk size for a request of ``nbytes``."""
+    if nbytes + SIZE_SZ + MALLOC_ALIGNMENT - 1 < MINSIZE:
+        return MINSIZE
+    return (nbytes + SIZE_SZ + MALLOC_ALIGNMENT - 1) & ~(MALLOC_ALIGNMENT - 1)
+
+
+def mmapped_chunk_size(nb: int) -> int:
+    """Bytes mmapped for chunk size ``nb``: one more size word, rounded to pages."""
+    return _align_up(nb + SIZE_SZ, PAGE_SIZE)
+
+
+def _align_up(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
+def _align_down(n: int, a: int) -> int:
+    return n // a * a
+
+
+@dataclass
+class Block:
+    """What a handle (id) points to."""
+    id: str
+    request: int
+    chunk: int             # heap offset of the chunk, or 0 inside its own mapping
+    size: int              # chunk size in bytes
+    region: str            # "heap" or the block's own mmap region
+
+
+@dataclass
+class Observation:
+    """The state after one operation (one row of ``python -m models malloc --json``)."""
+    step: int
+    op: str
+    id: Optional[str]
+    result: Optional[int]          # malloc_trim / mallopt return value
+    placement: Optional[str]       # malloc: "heap" or "mmap"
+    ptr_offset: Optional[int]      # malloc from the heap: user pointer - initial break
+    chunk_size: Optional[int]
+    heap_size: int                 # program break - initial break (the [heap] VSZ)
+    vsz: int                       # heap_size + bytes of live mmapped chunks
+    rss_pages: int                 # heap + mmapped chunks
+    heap_rss_pages: int
+    mmap_rss_pages: int
+    faults: int                    # page faults during this operation
+    syscalls: dict                 # this operation's brk/mmap/munmap/madvise counts
+    mallinfo: dict                 # mallinfo2(): arena, ordblks, smblks, hblks, hblkhd, fsmblks, uordblks, fordblks, keepcost
+    mmap_threshold: int
+    trim_threshold: int
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+def _default_space():
+    from models.kernel import AddressSpace  # the shared page model (FACTS §A-B)
+    return AddressSpace(kernel_version="6.18", swap=False, memory_limit=None)
+
+
+@dataclass
+class GlibcMalloc:
+    """The main arena of a single-threaded glibc process.
+
+    ``space`` is the page model the allocator's memory lives in; by default a
+    fresh ``models.kernel.AddressSpace`` for Linux 6.18 without swap.
+    """
+    space: object = field(default_factory=_default_space)
+    mmap_threshold: int = DEFAULT_MMAP_THRESHOLD
+    trim_threshold: int = DEFAULT_TRIM_THRESHOLD
+    top_pad: int = DEFAULT_TOP_PAD
+    mmap_max: int = DEFAULT_MMAP_MAX
+    no_dyn_threshold: bool = False
+
+    def __post_init__(self):
+        self.heap_size = 0                  # program break - initial break
+        self.top = 0                        # heap offset of the top chunk
+        self.top_size = 0
+        self.free_chunks: dict[int, int] = {}    # binned free chunk: offset -> size
+        self._free_ends: dict[int, int] = {}     # end offset -> start, to find a free predecessor
+        self._free_sorted: list[int] = []        # offsets, for deterministic best fit
+        self.tcache: dict[int, list[int]] = {}   # chunk size -> offsets (LIFO)
+        self.fastbins: dict[int, list[int]] = {}  # chunk size -> offsets (LIFO)
+        self.tcache_ready = False
+        self.blocks: dict[str, Block] = {}
+        self.freed_ids: set[str] = set()
+        self.mmapped_mem = 0
+        self.n_mmaps = 0
+        self._mmap_serial = 0
+        self.syscalls = dict.fromkeys(SYSCALLS, 0)
+
+    # ---------------------------------------------------------------- page effects
+
+    def _poke(self, offset: int, length: int, region: str = HEAP) -> None:
+        """glibc (or the program) writes ``length`` bytes at ``offset`` of ``region``."""
+        if length > 0:
+            self.space.touch(region, offset, length, access="write")
+
+    def _sbrk(self, increment: int) -> None:
+        new_size = self.heap_size + increment
+        if self.heap_size == 0:
+            self.space.mmap(HEAP, new_size)
+        else:
+            self.space.resize(HEAP, new_size)
+        self.heap_size = new_size
+        self.syscalls["brk"] += 1
+
+    # ---------------------------------------------------------------- free-chunk bins
+
+    def _bin_insert(self, offset: int, size: int) -> None:
+        """Put a free chunk in the unsorted bin: fd/bk (+ nextsize links if large), head, foot."""
+        self.free_chunks[offset] = size
+        self._free_ends[offset + size] = offset
+        insort(self._free_sorted, offset)
+        self._poke(offset + SIZE_SZ, (40 if size >= SMALLBIN_LIMIT else 24))
+        self._poke(offset + size, SIZE_SZ)          # set_foot: the next chunk's prev_size
+
+    def _bin_remove(self, offset: int) -> int:
+        size = self.free_chunks.pop(offset)
+        del self._free_ends[offset + size]
+        self._free_sorted.remove(offset)
+        return size
+
+    def _free_into_arena(self, p: int, size: int) -> int:
+        """``_int_free`` after the tcache/fastbin checks: coalesce, bin or merge into top.
+
+        Returns the size of the resulting (merged) chunk.
+        """
+        if p in self._free_ends:                    # the previous chunk is free: merge backward
+            prev = self._free_ends[p]
+            size += self._bin_remove(prev)
+            p = prev
+        nxt = p + size
+        if nxt == self.top:
+            self.top, self.top_size = p, self.top_size + size
+            self._poke(p + SIZE_SZ, SIZE_SZ)
+            return self.top_size
+        if nxt in self.free_chunks:                 # the next chunk is free: merge forward
+            size += self._bin_remove(nxt)
+        else:
+            self._poke(nxt + SIZE_SZ, SIZE_SZ)      # clear the next chunk's PREV_INUSE bit
+        self._bin_insert(p, size)
+        return size
+
+    def _malloc_consolidate(self) -> None:
+        """Empty the fastbins into the arena (no trimming here, as in glibc)."""
+        for csize in sorted(self.fastbins):
+            for p in self.fastbins[csize]:
+                self._free_into_arena(p, csize)
+        self.fastbins.clear()
+
+    # ---------------------------------------------------------------- allocation
+
+    def _split_free(self, p: int, nb: int) -> None:
+        size = self._bin_remove(p)
+        if size - nb < MINSIZE:
+            self._poke(p + size + SIZE_SZ, SIZE_SZ)  # set the next chunk's PREV_INUSE bit
+            return
+        self._poke(p + SIZE_SZ, SIZE_SZ)
+        self._bin_insert(p + nb, size - nb)         # the remainder goes back to unsorted
+
+    def _take_from_top(self, nb: int) -> int:
+        p = self.top
+        self.top, self.top_size = p + nb, self.top_size - nb
+        self._poke(p + SIZE_SZ, SIZE_SZ)            # set_head(victim)
+        self._poke(self.top + SIZE_SZ, SIZE_SZ)     # set_head(new top)
+        return p
+
+    def _best_fit(self, nb: int) -> Optional[int]:
+        best = None
+        for p in self._free_sorted:
+            size = self.free_chunks[p]
+            if size >= nb and (best is None or size < self.free_chunks[best]):
+                best = p
+                if size == nb:
+                    break
+        return best
+
+    def _int_malloc(self, nb: int) -> tuple[str, int]:
+        """Return ``(region, chunk offset)`` for chunk size ``nb`` (tcache already tried)."""
+        if nb <= MAX_FAST and self.fastbins.get(nb):
+            p = self.fastbins[nb].pop()
+            stash = self.tcache.setdefault(nb, [])
+            while self.fastbins[nb] and len(stash) < TCACHE_COUNT:
+                q = self.fastbins[nb].pop()
+                stash.append(q)
+                self._poke(q + 2 * SIZE_SZ, 2 * SIZE_SZ)
+            return HEAP, p
+        if nb >= SMALLBIN_LIMIT and self.fastbins:
+            self._malloc_consolidate()
+        for attempt in (0, 1):
+            p = self._best_fit(nb)
+            if p is not None:
+                self._split_free(p, nb)
+                return HEAP, p
+            if self.top_size >= nb + MINSIZE:
+                return HEAP, self._take_from_top(nb)
+            if attempt == 0 and self.fastbins:
+                self._malloc_consolidate()
+                continue
+            break
+        return self._sysmalloc(nb)
+
+    def _sysmalloc(self, nb: int) -> tuple[str, int]:
+        if nb >= self.mmap_threshold and self.n_mmaps < self.mmap_max:
+            size = mmapped_chunk_size(nb)
+            self._mmap_serial += 1
+            region = f"mmap:{self._mmap_serial}"
+            self.space.mmap(region, size)
+            self.syscalls["mmap"] += 1
+            self.n_mmaps += 1
+            self.mmapped_mem += size
+            self._poke(0, 2 * SIZE_SZ, region)      # prev_size and size|IS_MMAPPED
+            return region, 0
+        grow = _align_up(nb + self.top_pad + MINSIZE - self.top_size, PAGE_SIZE)
+        self._sbrk(grow)
+        self.top_size += grow
+        self._poke(self.top + SIZE_SZ, SIZE_SZ)     # set_head(top) over the new space
+        return HEAP, self._take_from_top(nb)
+
+    def _init_tcache(self) -> None:
+        self.tcache_ready = True
+        _, p = self._int_malloc(request2size(TCACHE_STRUCT_REQUEST))
+        self._poke(p + 2 * SIZE_SZ, TCACHE_STRUCT_REQUEST)   # memset(tcache, 0, ...)
+
+    def malloc(self, id: str, size: int, write: bool = True) -> Block:
+        """``malloc(size)`` remembered under ``id``; with ``write`` the program fills it."""
+        if not isinstance(id, str) or not id:
+            raise ModelInputError(f"id must be a non-empty string, got {id!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_REQUEST:
+            raise ModelInputError(f"size must be an int between 1 and {MAX_REQUEST} bytes (1 GiB), got {size!r}")
+        if id in self.blocks:
+            raise ModelInputError(f"id {id!r} is still allocated; free it first or use a new id")
+        if not self.tcache_ready:
+            self._init_tcache()
+        nb = request2size(size)
+        if nb <= TCACHE_MAX_CHUNK and self.tcache.get(nb):
+            region, p = HEAP, self.tcache[nb].pop()
+            self._poke(p + 3 * SIZE_SZ, SIZE_SZ)    # e->key = 0
+        else:
+            region, p = self._int_malloc(nb)
+        csize = nb if region == HEAP else mmapped_chunk_size(nb)
+        block = Block(id, size, p, csize, region)
+        self.blocks[id] = block
+        self.freed_ids.discard(id)
+        if write:
+            self._poke(p + 2 * SIZE_SZ, size, region)
+        return block
+
+    def free(self, id: str) -> None:
+        """``free()`` of the block remembered under ``id``."""
+        if id not in self.blocks:
+            if id in self.freed_ids:
+                raise ModelInputError(f"id {id!r}: double free (already freed)")
+            raise ModelInputError(f"id {id!r}: free of an id that was never allocated; live ids: {sorted(self.blocks)}")
+        block = self.blocks.pop(id)
+        self.freed_ids.add(id)
+        if block.region != HEAP:
+            # chunksize_nomask includes the IS_MMAPPED bit (2): a chunk of exactly
+            # 32 MiB does not raise the threshold.
+            head = block.size | 2
+            if not self.no_dyn_threshold and self.mmap_threshold < head <= DEFAULT_MMAP_THRESHOLD_MAX:
+                self.mmap_threshold = block.size
+                self.trim_threshold = 2 * block.size
+            self.space.munmap(block.region)
+            self.syscalls["munmap"] += 1
+            self.n_mmaps -= 1
+            self.mmapped_mem -= block.size
+            return
+        p, size = block.chunk, block.size
+        if size <= TCACHE_MAX_CHUNK and len(self.tcache.setdefault(size, [])) < TCACHE_COUNT:
+            self.tcache[size].append(p)
+            self._poke(p + 2 * SIZE_SZ, 2 * SIZE_SZ)   # e->next, e->key
+            return
+        if size <= MAX_FAST:
+            self.fastbins.setdefault(size, []).append(p)
+            self._poke(p + 2 * SIZE_SZ, SIZE_SZ)       # p->fd
+            return
+        merged = self._free_into_arena(p, size)
+        if merged >= FASTBIN_CONSOLIDATION_THRESHOLD:
+            if self.fastbins:
+                self._malloc_consolidate()
+            if self.top_size >= self.trim_threshold:
+                self._systrim(self.top_pad)
+
+    # ---------------------------------------------------------------- giving memory back
+
+    def _systrim(self, pad: int) -> int:
+        top_area = self.top_size - MINSIZE - 1
+        if top_area <= pad:
+            return 0
+        extra = _align_down(top_area - pad, PAGE_SIZE)
+        if extra == 0:
+            return 0
+        self._sbrk(-extra)
+        self.top_size -= extra
+        self._poke(self.top + SIZE_SZ, SIZE_SZ)
+        return 1
+
+    def malloc_trim(self, pad: int = 0) -> int:
+        """``malloc_trim(pad)``: MADV_DONTNEED whole free pages, then trim the top (FACTS 39)."""
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= MAX_PARAM:
+            raise ModelInputError(f"pad must be an int between 0 and {MAX_PARAM} bytes, got {pad!r}")
+        if self.heap_size == 0:
+            return 0
+        self._malloc_consolidate()
+        result = 0
+        for p in list(self._free_sorted):
+            size = self.free_chunks[p]
+            if size <= PAGE_SIZE - 1 + MALLOC_CHUNK_STRUCT:
+                continue
+            start = _align_up(p + MALLOC_CHUNK_STRUCT, PAGE_SIZE)
+            length = (p + size - start) & ~(PAGE_SIZE - 1)
+            if length > 0:
+                self.space.madvise(HEAP, start, length, "MADV_DONTNEED")
+                self.syscalls["madvise"] += 1
+                result = 1
+        return result | self._systrim(pad)
+
+    def mallopt(self, param: str, value: int) -> int:
+        """``mallopt(param, value)`` for the four parameters of FACTS 33; returns 1 like glibc."""
+        if param not in MALLOPT_PARAMS:
+            raise ModelInputError(f"param must be one of {list(MALLOPT_PARAMS)}, got {param!r}")
+        low = -1 if param == "M_TRIM_THRESHOLD" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_PARAM:
+            raise ModelInputError(f"value for {param} must be an int between {low} and {MAX_PARAM}, got {value!r}")
+        self._malloc_consolidate()              # mallopt always consolidates the fastbins first
+        if param == "M_MMAP_THRESHOLD":
+            # glibc 2.36 accepts any value here (no 32 MiB cap; measured, see LIMITS.md).
+            self.mmap_threshold = value
+        elif param == "M_TRIM_THRESHOLD":
+            self.trim_threshold = NO_TRIM if value == -1 else value
+        elif param == "M_TOP_PAD":
+            self.top_pad = value
+        else:
+            self.mmap_max = value
+        self.no_dyn_threshold = True
+        return 1
+
+    # ---------------------------------------------------------------- observation
+
+    def mallinfo(self) -> dict:
+        """``mallinfo2()`` of the main arena."""
+        fast = [s for s, ps in self.fastbins.items() for _ in ps]
+        avail = self.top_size + sum(self.free_chunks.values()) + sum(fast)
+        return {
+            "arena": self.heap_size,
+            "ordblks": 1 + len(self.free_chunks),
+            "smblks": len(fast),
+            "hblks": self.n_mmaps,
+            "hblkhd": self.mmapped_mem,
+            "fsmblks": sum(fast),
+            "uordblks": self.heap_size - avail,
+            "fordblks": avail,
+            "keepcost": self.top_size,
+        }
+
+    def mmap_regions(self) -> list[str]:
+        return [b.region for b in self.blocks.values() if b.region != HEAP]
+
+    def heap_rss_pages(self) -> int:
+        return int(self.space.rss_pages(HEAP)) if self.heap_size else 0
+
+    def mmap_rss_pages(self) -> int:
+        return sum(int(self.space.rss_pages(r)) for r in self.mmap_regions())
+
+
+def apply(alloc: GlibcMalloc, op) -> tuple[Optional[int], Optional[Block]]:
+    """Perform one sequence operation; returns (result, block for malloc)."""
+    if isinstance(op, Malloc):
+        return None, alloc.malloc(op.id, op.size, op.write)
+    if isinstance(op, Free):
+        alloc.free(op.id)
+        return None, None
+    if isinstance(op, MallocTrim):
+        return alloc.malloc_trim(op.pad), None
+    if isinstance(op, Mallopt):
+        return alloc.mallopt(op.param, op.value), None
+    raise ModelInputError(f"unknown operation {op!r}")
+
+
+def replay(sequence, alloc: Optional[GlibcMalloc] = None) -> list[Observation]:
+    """Run a :class:`Sequence` (or a list of ops) and observe after every operation."""
+    ops = sequence.ops if isinstance(sequence, Sequence) else tuple(sequence)
+    alloc = GlibcMalloc() if alloc is None else alloc
+    rows = []
+    for step, op in enumerate(ops):
+        before = dict(alloc.syscalls)
+        faults_before = int(alloc.space.faults)
+        result, block = apply(alloc, op)
+        heap_rss, mmap_rss = alloc.heap_rss_pages(), alloc.mmap_rss_pages()
+        rows.append(Observation(
+            step=step, op=op.op,
+            id=getattr(op, "id", None) or getattr(op, "param", None),
+            result=result,
+            placement=None if block is None else ("heap" if block.region == HEAP else "mmap"),
+            ptr_offset=None if block is None or block.region != HEAP else block.chunk + 2 * SIZE_SZ,
+            chunk_size=None if block is None else block.size,
+            heap_size=alloc.heap_size,
+            vsz=alloc.heap_size + alloc.mmapped_mem,
+            rss_pages=heap_rss + mmap_rss,
+            heap_rss_pages=heap_rss,
+            mmap_rss_pages=mmap_rss,
+            faults=int(alloc.space.faults) - faults_before,
+            syscalls={k: alloc.syscalls[k] - before[k] for k in SYSCALLS},
+            mallinfo=alloc.mallinfo(),
+            mmap_threshold=alloc.mmap_threshold,
+            trim_threshold=alloc.trim_threshold,
+        ))
+    return rows
