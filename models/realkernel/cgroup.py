@@ -34,6 +34,7 @@ _V1_LIMIT_MAX = 9223372036854771712  # what v1 shows for "no limit" (LONG_MAX ro
 class _Location:
     version: int          # 1 or 2
     own_dir: str          # our own memory cgroup directory in the mounted hierarchy
+    mount_point: str      # where that hierarchy is mounted (its root cgroup)
 
 
 def _mountinfo() -> list[tuple[str, str, str, str]]:
@@ -71,7 +72,7 @@ def _locate() -> _Location:
     if v1_path is not None:
         for root, mp, fstype, opts in mounts:
             if fstype == "cgroup" and "memory" in opts.split(","):
-                return _Location(1, _join(mp, root, v1_path))
+                return _Location(1, _join(mp, root, v1_path), mp)
         raise OSError("cgroup v1 memory controller listed in /proc/self/cgroup but not mounted")
     v2_path = next((p for hid, ctrls, p in lines if hid == "0" and ctrls == ""), None)
     if v2_path is not None:
@@ -85,7 +86,7 @@ def _locate() -> _Location:
                     raise OSError(f"cannot read {own}/cgroup.controllers: {exc}") from exc
                 if "memory" not in controllers:
                     raise OSError(f"the memory controller is not enabled for our cgroup v2 {own}")
-                return _Location(2, own)
+                return _Location(2, own, mp)
     raise OSError("no memory cgroup controller (neither v1 'memory' nor cgroup v2 with memory)")
 
 
@@ -96,6 +97,9 @@ def cgroup_support() -> tuple[bool, str]:
         loc = _locate()
     except OSError as exc:
         return False, str(exc)
+    if os.path.realpath(loc.own_dir) == os.path.realpath(loc.mount_point):
+        return False, ("this process is in the root memory cgroup; refusing to create cgroups at the "
+                       "root of the hierarchy (run it inside a cgroup of its own)")
     if os.geteuid() != 0:
         return False, "creating memory cgroups needs root (effective uid is %d)" % os.geteuid()
     if not os.access(loc.own_dir, os.W_OK):
