@@ -20,7 +20,7 @@ from plotly.io._base_renderers import MimetypeRenderer
 
 #: plotly.js options shared by every figure of the book: no "edit in Chart Studio"
 #: link (it points off-site) and no mode-bar logo.
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showLink": False}
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 #: Colours kept the same across chapters (Okabe-Ito, readable by colour-blind readers).
 COLORS = {

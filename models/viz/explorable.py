@@ -294,8 +294,10 @@ class LiveView:
             return
         self.error = None
         self.figure = fig
-        self.output.outputs = ()
-        self.output.append_display_data(fig)
+        # The bundle is built explicitly: a plotly figure's _ipython_display_ would bypass
+        # the formatter that Output.append_display_data relies on (and leave it empty).
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": fig._repr_mimebundle_()},)
         if self.description is not None:
             self.description.value = html.escape(self.explorable.describe_at(**self.values()))
 

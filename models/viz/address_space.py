@@ -1,0 +1,228 @@
+"""Chapter 1 ("A process's address space"): reserve address space, touch part of it.
+
+``reserve_and_touch_model`` drives the page model (``models.kernel.AddressSpace``) and
+returns plain numbers; ``reserve_and_touch_figure`` draws them; ``reserve_and_touch`` is
+the chapter's explorable.  Behaviour modelled (FACTS 1-3): a private anonymous ``mmap``
+only reserves address space (VSZ grows, RSS does not); the first *read* of a page maps
+the shared zero page (one minor fault, no RSS); the first *write* allocates a private
+zeroed page (one minor fault, +4 KiB RSS); read-then-write costs two faults per page.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from models.errors import ModelInputError
+from models.units import PAGE_SIZE, pages_of
+from models.viz import COLORS
+from models.viz.explorable import Dropdown, Explorable, Slider
+
+MiB = 1 << 20
+RESERVE_MIB = (16, 32, 64, 128, 256)
+TOUCHED_PERCENT = (0, 25, 50, 75, 100)
+ACCESS = {"read": "read", "write": "write", "read, then write": "read_then_write"}
+#: The page strip shows the region as this many cells (each one a run of pages).
+STRIP_CELLS = 64
+#: Page-strip codes: never touched, mapped to the shared zero page, private resident page.
+UNTOUCHED, ZERO_PAGE, RESIDENT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ReserveAndTouch:
+    """What ``ps``/``/proc`` would show after the experiment (sizes in bytes)."""
+
+    reserve_mib: int
+    touched_percent: int
+    access: str
+    vsz_bytes: int           # growth of the address space (VSZ): the mapping's length
+    rss_bytes: int           # growth of resident memory (RSS)
+    zero_page_bytes: int     # mapped, but to the shared zero page (not in RSS)
+    faults: int              # minor page faults taken by the touches
+    page_states: np.ndarray  # per 4 KiB page: UNTOUCHED / ZERO_PAGE / RESIDENT
+
+
+def reserve_and_touch_model(reserve_mib: int, touched_percent: int, access: str) -> ReserveAndTouch:
+    """mmap ``reserve_mib`` MiB (private, anonymous), then touch the first ``touched_percent`` %."""
+    from models.kernel import AddressSpace
+
+    if isinstance(reserve_mib, bool) or not isinstance(reserve_mib, (int, np.integer)) \
+            or not 1 <= reserve_mib <= 4096:
+        raise ModelInputError(f"reserve_mib must be a whole number of MiB in 1..4096, got {reserve_mib!r}")
+    if isinstance(touched_percent, bool) or not isinstance(touched_percent, (int, np.integer)) \
+            or not 0 <= touched_percent <= 100:
+        raise ModelInputError(f"touched_percent must be a whole number in 0..100, got {touched_percent!r}")
+    if access not in ACCESS.values():
+        raise ModelInputError(f"access must be one of {list(ACCESS.values())}, got {access!r}")
+    length = int(reserve_mib) * MiB
+    touched_bytes = pages_of(length) * int(touched_percent) // 100 * PAGE_SIZE
+    space = AddressSpace(kernel_version="6.18", swap=False)
+    space.mmap("region", length)
+    faults_before = space.faults
+    if touched_bytes:
+        if access in ("read", "read_then_write"):
+            space.touch("region", 0, touched_bytes, access="read")
+        if access in ("write", "read_then_write"):
+            space.touch("region", 0, touched_bytes, access="write")
+    states = page_states(space, "region")
+    rss = int(space.rss_pages("region")) * PAGE_SIZE
+    return ReserveAndTouch(
+        reserve_mib=int(reserve_mib), touched_percent=int(touched_percent), access=access,
+        vsz_bytes=length, rss_bytes=rss,
+        zero_page_bytes=int(np.count_nonzero(states == ZERO_PAGE)) * PAGE_SIZE,
+        faults=int(space.faults - faults_before), page_states=states)
+
+
+def page_states(space, region: str) -> np.ndarray:
+    """The region's pages as UNTOUCHED / ZERO_PAGE / RESIDENT codes (from ``space.states``)."""
+    from models.kernel import PageState
+
+    states = np.asarray(space.states(region))
+    out = np.full(states.shape, UNTOUCHED, dtype=np.int8)
+    out[states == PageState.ZERO_PAGE] = ZERO_PAGE
+    out[states == PageState.RESIDENT] = RESIDENT
+    return out
+
+
+def strip(states: np.ndarray, cells: int = STRIP_CELLS) -> np.ndarray:
+    """Down-sample per-page codes to ``cells`` runs; each cell shows its most common state."""
+    runs = np.array_split(states, cells)
+    return np.array([np.bincount(r, minlength=3).argmax() if len(r) else UNTOUCHED for r in runs],
+                    dtype=np.int8)
+
+
+def describe(reserve_mib: int, touched_percent: int, access: str) -> str:
+    r = reserve_and_touch_model(reserve_mib, touched_percent, access)
+    verb = [k for k, v in ACCESS.items() if v == access][0]
+    return (f"After reserving {reserve_mib} MiB and touching {touched_percent} % of it ({verb}): "
+            f"VSZ grows by {r.vsz_bytes / MiB:g} MiB, RSS by {r.rss_bytes / MiB:g} MiB, "
+            f"{r.zero_page_bytes / MiB:g} MiB are mapped to the shared zero page, "
+            f"and the touches took {r.faults:,} minor page faults.")
+
+
+def reserve_and_touch_figure(reserve_mib: int, touched_percent: int, access: str) -> go.Figure:
+    r = reserve_and_touch_model(reserve_mib, touched_percent, access)
+    max_mib = max(RESERVE_MIB)
+    max_faults = 2 * pages_of(max_mib * MiB)
+    fig = make_subplots(
+        rows=2, cols=2, column_widths=[0.62, 0.38], row_heights=[0.78, 0.22],
+        specs=[[{}, {}], [{"colspan": 2}, None]], vertical_spacing=0.2, horizontal_spacing=0.14,
+        subplot_titles=("Memory growth (MiB)", "Minor page faults", "The region, page by page"))
+    fig.add_trace(go.Bar(
+        x=["VSZ (address space)", "mapped to the zero page", "RSS (resident)"],
+        y=[r.vsz_bytes / MiB, r.zero_page_bytes / MiB, r.rss_bytes / MiB],
+        marker_color=[COLORS["vsz"], COLORS["zero_page"], COLORS["rss"]],
+        text=[f"{v / MiB:g} MiB" for v in (r.vsz_bytes, r.zero_page_bytes, r.rss_bytes)],
+        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y} MiB<extra></extra>",
+        showlegend=False), row=1, col=1)
+    fig.add_trace(go.Bar(
+        x=["faults"], y=[r.faults], marker_color=COLORS["faults"], text=[f"{r.faults:,}"],
+        textposition="outside", cliponaxis=False, showlegend=False,
+        hovertemplate="%{y:,} minor faults<extra></extra>"), row=1, col=2)
+    cells = strip(r.page_states)
+    fig.add_trace(go.Heatmap(
+        z=[cells], x0=0, dx=r.reserve_mib / STRIP_CELLS, zmin=0, zmax=2, showscale=False,
+        colorscale=[[0, COLORS["reserved"]], [0.33, COLORS["reserved"]],
+                    [0.34, COLORS["zero_page"]], [0.66, COLORS["zero_page"]],
+                    [0.67, COLORS["resident"]], [1, COLORS["resident"]]],
+        customdata=[[["reserved, never touched", "zero page (read only)", "resident (written)"][c]
+                     for c in cells]],
+        hovertemplate="offset %{x:.1f} MiB: %{customdata}<extra></extra>", xgap=1), row=2, col=1)
+    fig.update_yaxes(title_text="MiB", range=[0, max_mib * 1.15], row=1, col=1)
+    fig.update_yaxes(title_text="faults", range=[0, max_faults * 1.15], row=1, col=2)
+    fig.update_xaxes(title_text="offset in the region (MiB)", row=2, col=1)
+    fig.update_yaxes(showticklabels=False, row=2, col=1)
+    fig.update_layout(height=520, margin=dict(t=60, b=50, l=60, r=20),
+                      title=dict(text=f"mmap {reserve_mib} MiB, then {access.replace('_', ' ')} "
+                                      f"{touched_percent} % of its pages", font_size=15))
+    return fig
+
+
+reserve_and_touch = Explorable(
+    reserve_and_touch_figure,
+    title="Reserve address space, then touch part of it",
+    describe=describe,
+    reserve_mib=Slider(RESERVE_MIB, label="mmap size", unit=" MiB", default=64),
+    touched_percent=Slider(TOUCHED_PERCENT, label="pages touched", unit=" %", default=50),
+    access=Dropdown(ACCESS, label="access", default="read"),
+)
+
+
+# ------------------------------------------------------- model beside the real kernel
+
+@dataclass(frozen=True)
+class KernelComparison:
+    """The model and the real kernel, side by side, for every access pattern."""
+
+    reserve_mib: int
+    touched_percent: int
+    source: str                      # "measured on Linux <release>" or "recorded on ..."
+    model: tuple                     # ReserveAndTouch per access pattern
+    kernel: tuple                    # ProbeResult per access pattern
+
+    def rows(self) -> list[dict]:
+        out = []
+        for m, k in zip(self.model, self.kernel):
+            d = k.deltas()
+            out.append({"access": m.access,
+                        "model_rss_mib": m.rss_bytes / MiB, "kernel_rss_mib": d["region_rss_kib"] / 1024,
+                        "model_faults": m.faults, "kernel_faults": d["minflt"],
+                        "model_vsz_mib": m.vsz_bytes / MiB, "kernel_vsz_mib": d["vsz_kib"] / 1024})
+        return out
+
+    def summary(self) -> str:
+        lines = [f"mmap {self.reserve_mib} MiB, touch {self.touched_percent} % of the pages "
+                 f"(kernel: {self.source})",
+                 f"{'access':<16}{'RSS model':>11}{'RSS kernel':>12}{'faults model':>14}"
+                 f"{'faults kernel':>15}{'VSZ kernel':>12}"]
+        for r in self.rows():
+            lines.append(f"{r['access']:<16}{r['model_rss_mib']:>7.1f} MiB{r['kernel_rss_mib']:>8.1f} MiB"
+                         f"{r['model_faults']:>14,}{r['kernel_faults']:>15,}"
+                         f"{r['kernel_vsz_mib']:>8.1f} MiB")
+        return "\n".join(lines)
+
+    def figure(self) -> go.Figure:
+        rows = self.rows()
+        labels = [r["access"].replace("_", " ") for r in rows]
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                            subplot_titles=("RSS growth of the region (MiB)", "Minor page faults"))
+        for who, colour, pattern in (("model", COLORS["rss"], ""), ("kernel", "#7F3C00", "/")):
+            fig.add_trace(go.Bar(x=labels, y=[r[f"{who}_rss_mib"] for r in rows], name=who,
+                                 legendgroup=who, marker_color=colour, marker_pattern_shape=pattern,
+                                 text=[f"{r[f'{who}_rss_mib']:.1f}" for r in rows],
+                                 textposition="outside", cliponaxis=False), row=1, col=1)
+            fig.add_trace(go.Bar(x=labels, y=[r[f"{who}_faults"] for r in rows], name=who,
+                                 legendgroup=who, showlegend=False, marker_color=COLORS["faults"]
+                                 if who == "model" else "#7A3A62", marker_pattern_shape=pattern,
+                                 text=[f"{r[f'{who}_faults']:,}" for r in rows],
+                                 textposition="outside", cliponaxis=False), row=2, col=1)
+        top_rss = max(max(r["model_rss_mib"], r["kernel_rss_mib"]) for r in rows)
+        top_faults = max(max(r["model_faults"], r["kernel_faults"]) for r in rows)
+        fig.update_yaxes(title_text="MiB", range=[0, max(top_rss, 1) * 1.25], row=1, col=1)
+        fig.update_yaxes(title_text="faults", range=[0, max(top_faults, 1) * 1.25], row=2, col=1)
+        fig.update_xaxes(title_text="how the pages were first touched", row=2, col=1)
+        fig.update_layout(barmode="group", height=520, legend_title_text="source",
+                          margin=dict(t=60, b=50, l=60, r=20),
+                          title=dict(text=f"Model vs. kernel ({self.source})", font_size=15))
+        return fig
+
+
+def compare_with_kernel(reserve_mib: int = 64, touched_percent: int = 50) -> KernelComparison:
+    """Run the pilot experiment on the model and on this machine's kernel (recorded if not Linux)."""
+    from models.realkernel import address_space_probe as probe
+
+    modes = tuple(ACCESS.values())
+    model = tuple(reserve_and_touch_model(reserve_mib, touched_percent, a) for a in modes)
+    if probe.available() is None:
+        kernel = tuple(probe.measure(reserve_mib, touched_percent, a) for a in modes)
+        source = f"measured now on Linux {kernel[0].kernel}"
+    else:
+        if (reserve_mib, touched_percent) != (64, 50):
+            raise ModelInputError(f"{probe.available()}; only the recorded 64 MiB / 50 % measurement "
+                                  f"can be shown here, got reserve_mib={reserve_mib}, "
+                                  f"touched_percent={touched_percent}")
+        kernel = tuple(probe.recorded(a) for a in modes)
+        source = f"recorded on Linux {kernel[0].kernel} when this book was built"
+    return KernelComparison(reserve_mib, touched_percent, source, model, kernel)
