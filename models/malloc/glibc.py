@@ -65,6 +65,7 @@ TCACHE_STRUCT_REQUEST = 0x280              # sizeof(tcache_perthread_struct)
 NO_TRIM = (1 << 64) - 1                    # M_TRIM_THRESHOLD -1 as the unsigned long glibc stores
 SYSCALLS = ("brk", "mmap", "munmap", "madvise")
 HEAP = "heap"
+UNSORTED = -1
 
 
 def request2size(nbytes: int) -> int:
@@ -77,6 +78,16 @@ def request2size(nbytes: int) -> int:
 def mmapped_chunk_size(nb: int) -> int:
     """Bytes mmapped for chunk size ``nb``: one more size word, rounded to pages."""
     return _align_up(nb + SIZE_SZ, PAGE_SIZE)
+
+
+def bin_index(size: int) -> int:
+    """glibc's ``bin_index`` (64-bit): small bins are 16 bytes apart, large bins widen."""
+    if size < SMALLBIN_LIMIT:
+        return size >> 4
+    for shift, base, limit in ((6, 48, 48), (9, 91, 20), (12, 110, 10), (15, 119, 4), (18, 124, 2)):
+        if size >> shift <= limit:
+            return base + (size >> shift)
+    return 126
 
 
 def _align_up(n: int, a: int) -> int:
@@ -146,9 +157,13 @@ class GlibcMalloc:
         self.heap_size = 0                  # program break - initial break
         self.top = 0                        # heap offset of the top chunk
         self.top_size = 0
-        self.free_chunks: dict[int, int] = {}    # binned free chunk: offset -> size
+        self.free_chunks: dict[int, int] = {}    # free chunk (unsorted or binned): offset -> size
         self._free_ends: dict[int, int] = {}     # end offset -> start, to find a free predecessor
-        self._free_sorted: list[int] = []        # offsets, for deterministic best fit
+        self.unsorted: list[int] = []            # oldest first
+        self.bins: dict[int, list[int]] = {}     # bin index -> offsets in glibc's fd order
+        self._where: dict[int, int] = {}         # offset -> bin index or UNSORTED
+        self.last_remainder: Optional[int] = None
+        self._exhausted: dict[int, int] = {}     # chunk handed out whole, larger than asked
         self.tcache: dict[int, list[int]] = {}   # chunk size -> offsets (LIFO)
         self.fastbins: dict[int, list[int]] = {}  # chunk size -> offsets (LIFO)
         self.tcache_ready = False
@@ -176,20 +191,49 @@ class GlibcMalloc:
         self.syscalls["brk"] += 1
 
     # ---------------------------------------------------------------- free-chunk bins
+    #
+    # Free chunks live in the unsorted list (newest last here, processed oldest
+    # first as glibc does from its bk end) until a malloc sorts them into bins.
+    # A bin is a list in glibc's fd order: small bins are FIFO, large bins are
+    # sorted by decreasing size with equal sizes inserted after the first one.
+    # The order decides which of several equal holes a malloc reuses.
 
     def _bin_insert(self, offset: int, size: int) -> None:
         """Put a free chunk in the unsorted bin: fd/bk (+ nextsize links if large), head, foot."""
         self.free_chunks[offset] = size
         self._free_ends[offset + size] = offset
-        insort(self._free_sorted, offset)
+        self.unsorted.append(offset)
+        self._where[offset] = UNSORTED
         self._poke(offset + SIZE_SZ, (40 if size >= SMALLBIN_LIMIT else 24))
         self._poke(offset + size, SIZE_SZ)          # set_foot: the next chunk's prev_size
 
     def _bin_remove(self, offset: int) -> int:
         size = self.free_chunks.pop(offset)
         del self._free_ends[offset + size]
-        self._free_sorted.remove(offset)
+        where = self._where.pop(offset)
+        (self.unsorted if where == UNSORTED else self.bins[where]).remove(offset)
+        # last_remainder is left as is: glibc keeps a stale pointer, which a later
+        # free chunk at the same address matches again.
         return size
+
+    def _sort_into_bin(self, p: int) -> None:
+        size = self.free_chunks[p]
+        idx = bin_index(size)
+        chunks = self.bins.setdefault(idx, [])
+        if size < SMALLBIN_LIMIT:
+            chunks.insert(0, p)
+        else:
+            pos = len(chunks)
+            for i, q in enumerate(chunks):
+                qsize = self.free_chunks[q]
+                if qsize == size:
+                    pos = i + 1
+                    break
+                if qsize < size:
+                    pos = i
+                    break
+            chunks.insert(pos, p)
+        self._where[p] = idx
 
     def _free_into_arena(self, p: int, size: int) -> int:
         """``_int_free`` after the tcache/fastbin checks: coalesce, bin or merge into top.
@@ -221,13 +265,18 @@ class GlibcMalloc:
 
     # ---------------------------------------------------------------- allocation
 
-    def _split_free(self, p: int, nb: int) -> None:
+    def _use_chunk(self, p: int, nb: int, small_request: bool) -> int:
+        """Unlink free chunk ``p`` and split ``nb`` bytes off it; the rest goes to unsorted."""
         size = self._bin_remove(p)
         if size - nb < MINSIZE:
             self._poke(p + size + SIZE_SZ, SIZE_SZ)  # set the next chunk's PREV_INUSE bit
-            return
+            self._exhausted[p] = size                # the caller gets the whole chunk
+            return p
         self._poke(p + SIZE_SZ, SIZE_SZ)
-        self._bin_insert(p + nb, size - nb)         # the remainder goes back to unsorted
+        self._bin_insert(p + nb, size - nb)
+        if small_request:
+            self.last_remainder = p + nb
+        return p
 
     def _take_from_top(self, nb: int) -> int:
         p = self.top
@@ -236,32 +285,74 @@ class GlibcMalloc:
         self._poke(self.top + SIZE_SZ, SIZE_SZ)     # set_head(new top)
         return p
 
-    def _best_fit(self, nb: int) -> Optional[int]:
-        best = None
-        for p in self._free_sorted:
+    def _tcache_put(self, p: int, csize: int) -> None:
+        self.tcache.setdefault(csize, []).append(p)
+        self._poke(p + 2 * SIZE_SZ, 2 * SIZE_SZ)    # e->next, e->key
+
+    def _tcache_get(self, csize: int) -> int:
+        p = self.tcache[csize].pop()
+        self._poke(p + 3 * SIZE_SZ, SIZE_SZ)        # e->key = 0
+        return p
+
+    def _from_bins(self, nb: int) -> Optional[int]:
+        """The free-list part of ``_int_malloc``: a chunk of at least ``nb`` or None."""
+        small = nb < SMALLBIN_LIMIT
+        idx = bin_index(nb)
+        if small and self.bins.get(idx):             # exact small bin, oldest first
+            p = self.bins[idx][-1]
+            self._bin_remove(p)
+            self._poke(p + nb + SIZE_SZ, SIZE_SZ)
+            # glibc stashes the bin's other chunks of this size in the tcache
+            while nb <= TCACHE_MAX_CHUNK and self.bins[idx] and len(self.tcache.get(nb, ())) < TCACHE_COUNT:
+                q = self.bins[idx][-1]
+                self._bin_remove(q)
+                self._poke(q + nb + SIZE_SZ, SIZE_SZ)
+                self._tcache_put(q, nb)
+            return p
+        cacheable = nb <= TCACHE_MAX_CHUNK
+        return_cached = False
+        while self.unsorted:
+            p = self.unsorted[0]
             size = self.free_chunks[p]
-            if size >= nb and (best is None or size < self.free_chunks[best]):
-                best = p
-                if size == nb:
-                    break
-        return best
+            if small and len(self.unsorted) == 1 and p == self.last_remainder and size > nb + MINSIZE:
+                return self._use_chunk(p, nb, True)
+            if size == nb:
+                self._bin_remove(p)
+                self._poke(p + size + SIZE_SZ, SIZE_SZ)
+                if cacheable and len(self.tcache.get(nb, ())) < TCACHE_COUNT:
+                    self._tcache_put(p, nb)
+                    return_cached = True
+                    continue
+                return p
+            self.unsorted.pop(0)
+            self._sort_into_bin(p)
+        if return_cached:
+            return self._tcache_get(nb)
+        if not small and self.bins.get(idx):
+            chunks = self.bins[idx]
+            if self.free_chunks[chunks[0]] >= nb:
+                # the smallest fitting size; not the first of its size (glibc's skip-list rule)
+                fits = [i for i, q in enumerate(chunks) if self.free_chunks[q] >= nb]
+                size = self.free_chunks[chunks[fits[-1]]]
+                first = next(i for i, q in enumerate(chunks) if self.free_chunks[q] == size)
+                pick = first + 1 if first + 1 < len(chunks) and self.free_chunks[chunks[first + 1]] == size else first
+                return self._use_chunk(chunks[pick], nb, False)
+        for j in sorted(k for k, v in self.bins.items() if k > idx and v):
+            return self._use_chunk(self.bins[j][-1], nb, small)
+        return None
 
     def _int_malloc(self, nb: int) -> tuple[str, int]:
         """Return ``(region, chunk offset)`` for chunk size ``nb`` (tcache already tried)."""
         if nb <= MAX_FAST and self.fastbins.get(nb):
             p = self.fastbins[nb].pop()
-            stash = self.tcache.setdefault(nb, [])
-            while self.fastbins[nb] and len(stash) < TCACHE_COUNT:
-                q = self.fastbins[nb].pop()
-                stash.append(q)
-                self._poke(q + 2 * SIZE_SZ, 2 * SIZE_SZ)
+            while self.fastbins[nb] and len(self.tcache.get(nb, ())) < TCACHE_COUNT:
+                self._tcache_put(self.fastbins[nb].pop(), nb)
             return HEAP, p
         if nb >= SMALLBIN_LIMIT and self.fastbins:
             self._malloc_consolidate()
         for attempt in (0, 1):
-            p = self._best_fit(nb)
+            p = self._from_bins(nb)
             if p is not None:
-                self._split_free(p, nb)
                 return HEAP, p
             if self.top_size >= nb + MINSIZE:
                 return HEAP, self._take_from_top(nb)
@@ -291,6 +382,7 @@ class GlibcMalloc:
     def _init_tcache(self) -> None:
         self.tcache_ready = True
         _, p = self._int_malloc(request2size(TCACHE_STRUCT_REQUEST))
+        self._exhausted.pop(p, None)
         self._poke(p + 2 * SIZE_SZ, TCACHE_STRUCT_REQUEST)   # memset(tcache, 0, ...)
 
     def malloc(self, id: str, size: int, write: bool = True) -> Block:
@@ -305,11 +397,10 @@ class GlibcMalloc:
             self._init_tcache()
         nb = request2size(size)
         if nb <= TCACHE_MAX_CHUNK and self.tcache.get(nb):
-            region, p = HEAP, self.tcache[nb].pop()
-            self._poke(p + 3 * SIZE_SZ, SIZE_SZ)    # e->key = 0
+            region, p = HEAP, self._tcache_get(nb)
         else:
             region, p = self._int_malloc(nb)
-        csize = nb if region == HEAP else mmapped_chunk_size(nb)
+        csize = self._exhausted.pop(p, nb) if region == HEAP else mmapped_chunk_size(nb)
         block = Block(id, size, p, csize, region)
         self.blocks[id] = block
         self.freed_ids.discard(id)
@@ -338,9 +429,8 @@ class GlibcMalloc:
             self.mmapped_mem -= block.size
             return
         p, size = block.chunk, block.size
-        if size <= TCACHE_MAX_CHUNK and len(self.tcache.setdefault(size, [])) < TCACHE_COUNT:
-            self.tcache[size].append(p)
-            self._poke(p + 2 * SIZE_SZ, 2 * SIZE_SZ)   # e->next, e->key
+        if size <= TCACHE_MAX_CHUNK and len(self.tcache.get(size, ())) < TCACHE_COUNT:
+            self._tcache_put(p, size)
             return
         if size <= MAX_FAST:
             self.fastbins.setdefault(size, []).append(p)
@@ -375,7 +465,9 @@ class GlibcMalloc:
             return 0
         self._malloc_consolidate()
         result = 0
-        for p in list(self._free_sorted):
+        # glibc walks the unsorted bin and the bins from the page-sized one up;
+        # smaller bins hold no chunk with a whole free page.
+        for p in sorted(self.free_chunks):
             size = self.free_chunks[p]
             if size <= PAGE_SIZE - 1 + MALLOC_CHUNK_STRUCT:
                 continue
