@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _require_cgroups():
     ok, why = cgroup_support()
     if not ok:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but memory cgroups are unavailable: {why}")
         pytest.skip(f"memory cgroups unavailable: {why}")
 

@@ -25,7 +25,7 @@ def _require(module: str):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {module} is missing: {exc}")
         pytest.skip(f"{module} is not available: {exc}")
 
@@ -34,7 +34,7 @@ def _require_kernel_engine():
     from models.realkernel.engine import kernel_engine_support
     ok, why = kernel_engine_support()
     if not ok:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but the real-kernel engine cannot run: {why}")
         pytest.skip(why)
 
@@ -150,7 +150,7 @@ def test_json_schema_kernel_engine_stops_at_oom_kill():
     _require_kernel_engine()
     from models.realkernel.cgroup import cgroup_support
     if not cgroup_support()[0]:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but no memory cgroup: {cgroup_support()[1]}")
         pytest.skip(cgroup_support()[1])
     proc = run_cli("pressure-oom", "--engine", "kernel", "--json")

@@ -17,7 +17,7 @@ from models.realkernel.fidelity import compare, faults_comparable, side_by_side,
 from models.scenario import library_names, parse_scenario, resolve
 from models.scenario.format import StepResult
 
-IN_CI = os.environ.get("CI") == "true"
+IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _unavailable(why: str):
