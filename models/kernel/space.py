@@ -1,0 +1,584 @@
+"""The address space of one process, page by page: mmap, page faults, madvise, reclaim.
+
+Every operation is a handful of numpy masked assignments over a slice of a mapping's page
+arrays; counters (RSS, LazyFree, the memory charge) are kept up to date as pages change state,
+so observations are O(number of mappings).
+
+Behaviour, each checked on Linux 6.18 (x86-64, no swap; the probes and numbers are in
+``models/kernel/LIMITS.md``):
+
+* ``mmap`` reserves address space only; ``munmap`` drops the mapping and uncharges its pages.
+* Private anonymous pages (FACTS 1-2): the first read of a page maps the shared zero page
+  (1 minor fault, no RSS); the first write allocates a page (1 fault, RSS + 1); a write after a
+  read faults again (copy-on-write from the zero page).  No fault-around on anonymous memory.
+* Shared anonymous (shmem) pages: the first read of a page *allocates* it in the shmem object
+  (1 fault per page, RSS + 1, reads zeros); a write after a read does not fault (the PTE is
+  mapped writable).  After MADV_DONTNEED the object keeps its pages and data (FACTS E6): a read
+  fault maps every page of the aligned 16-page (64 KiB) fault-around window that the object
+  holds; write faults map one page each.  Shmem pages stay charged while unmapped.
+* ``MADV_DONTNEED`` drops private pages at once (RSS and charge down, next touch faults and
+  reads zeros, FACTS 6); on a shared mapping it only zaps the PTEs (FACTS E6).
+* ``MADV_FREE`` (FACTS 11-14, 25-26): private anonymous only (EINVAL on a shared mapping);
+  RSS and charge unchanged, pages become LAZYFREE; a write cancels the free without a fault,
+  a read returns the old data without a fault and leaves the page LAZYFREE.  Before 4.5 it is
+  EINVAL; on 4.5-4.11 without swap it acts as MADV_DONTNEED (FACTS 15-16), also on a shared
+  mapping, since that kernel passed it through before looking at the mapping.
+* madvise errors in the kernel's order: unknown advice -> EINVAL; unaligned start -> EINVAL;
+  length rounded up to pages, 0 -> success with no effect; a range running past the mapping's
+  end -> the advice is applied to the mapped part, then ENOMEM (the model assumes the address
+  space after a region is unmapped, as the real-kernel engine arranges).
+* A memory budget (cgroup limit above baseline): when a page must be charged and the budget is
+  full, reclaim drops LAZYFREE pages (see :mod:`models.kernel.reclaim` for the order); with
+  nothing left to drop the process is OOM-killed (FACTS 22, E7).  With ``swap=True``, private
+  anonymous pages are then written to swap, oldest first, instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Optional, Union
+
+import numpy as np
+
+from models.errors import KernelError, ModelInputError, OOMKill
+from models.kernel.pages import (LAZYFREE, NOT_PRESENT, RECLAIMED, RESIDENT, SWAPPED, ZERO_PAGE,
+                                 PageState)
+from models.kernel.profile import KernelProfile, profile_for
+from models.kernel.reclaim import RECLAIM_BATCH, LruList, shrink_lazyfree, swap_out
+from models.kernel.vma import Vma
+from models.units import PAGE_SIZE, pages_of
+
+#: Linux's advice values (``<asm-generic/mman-common.h>``).  MADV_FREE is 8 in the merged kernel
+#: (the 2015 v3 patch quoted in FACTS 10 proposed 5; 5 is EINVAL on 6.18, measured).
+MADV_DONTNEED = 4
+MADV_FREE = 8
+ADVICE_NAMES = {"MADV_DONTNEED": MADV_DONTNEED, "MADV_FREE": MADV_FREE}
+
+#: Read fault-around on shmem maps this many pages (``fault_around_bytes`` = 64 KiB, FACTS E6).
+FAULT_AROUND_PAGES = 16
+
+#: Largest single mapping the model accepts (numpy arrays of ~19 bytes per page).
+MAX_MAPPING_BYTES = 64 << 30
+
+
+@dataclass(frozen=True)
+class TouchResult:
+    """What one ``touch`` cost: minor faults, pages that read back as zeros (reads only)."""
+    faults: int
+    zero_pages: Optional[int]
+    major_faults: int = 0
+
+
+def _count(mask: np.ndarray) -> int:
+    return int(np.count_nonzero(mask))
+
+
+def _check_int(name: str, value, minimum: int = 0, allowed: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ModelInputError(f"{name} must be an int number of bytes{allowed or f' >= {minimum}'}, "
+                              f"got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ModelInputError(f"{name} must be >= {minimum} bytes{allowed}, got {value}")
+    return value
+
+
+class AddressSpace:
+    """One process's anonymous mappings, page by page, on a given kernel (profile).
+
+    ``memory_limit`` is the budget in bytes above the process's baseline (a cgroup limit), or
+    None for no limit.  See the module docstring for the behaviour and FACTS references.
+    """
+
+    def __init__(self, kernel_version: Union[str, KernelProfile] = "6.18", swap: bool = False,
+                 memory_limit: Optional[int] = None):
+        self.profile: KernelProfile = profile_for(kernel_version, swap)
+        if memory_limit is None:
+            self.budget_pages: Optional[int] = None
+        else:
+            memory_limit = _check_int("memory_limit", memory_limit, 0, " (or None for no limit)")
+            self.budget_pages = memory_limit // PAGE_SIZE
+        self._vmas: dict[str, Vma] = {}
+        self._file_lru = LruList("lru_seq")   # lazily freed pages (inactive file LRU, FACTS 18)
+        self._anon_lru = LruList("anon_seq")  # private anonymous pages, used with swap only
+        self._seq = 0
+        #: Pages charged to the budget: private RESIDENT + LAZYFREE, shmem object pages, pressure.
+        self.charged_pages = 0
+        #: Pages of the "other allocation" made by :meth:`pressure`, held to the end.
+        self.pressure_pages = 0
+        #: Cumulative minor faults (all touches and pressure allocations).
+        self.faults = 0
+        #: Cumulative major faults (swap-ins; always 0 without swap).
+        self.major_faults = 0
+        #: Pages reclaimed from LAZYFREE so far / written to swap so far.
+        self.reclaimed_pages = 0
+        self.swapped_out_pages = 0
+        #: The process was OOM-killed; no further operation is possible.
+        self.dead = False
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def kernel_version(self) -> str:
+        return self.profile.version
+
+    @property
+    def swap(self) -> bool:
+        return self.profile.swap
+
+    @property
+    def memory_limit(self) -> Optional[int]:
+        return None if self.budget_pages is None else self.budget_pages * PAGE_SIZE
+
+    @property
+    def regions(self) -> Mapping[str, int]:
+        """Region name -> length in pages (read-only)."""
+        return MappingProxyType({name: vma.npages for name, vma in self._vmas.items()})
+
+    def is_shared(self, region: str) -> bool:
+        return self._vma(region).shared
+
+    # ---------------------------------------------------------------- helpers
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _check_alive(self) -> None:
+        if self.dead:
+            raise ModelInputError("the process was OOM-killed at an earlier step; "
+                                  "no further operation is possible (start a new AddressSpace)")
+
+    def _vma(self, region) -> Vma:
+        if not isinstance(region, str):
+            raise ModelInputError(f"region must be a region name (str), got {type(region).__name__} {region!r}")
+        try:
+            return self._vmas[region]
+        except KeyError:
+            known = ", ".join(repr(n) for n in self._vmas) or "none"
+            raise ModelInputError(f"unknown region {region!r}; mapped regions: {known}") from None
+
+    def _make_room(self, n: int) -> int:
+        """Reclaim so that ``n`` more pages fit the budget; return how many fit (<= n)."""
+        if self.budget_pages is None:
+            return n
+        head = self.budget_pages - self.charged_pages
+        if n <= head:
+            return n
+        deficit = n - head
+        want = -(-deficit // RECLAIM_BATCH) * RECLAIM_BATCH
+        got = shrink_lazyfree(self._file_lru, want, self._next_seq,
+                              self._to_anon if self.profile.swap else None)
+        self.reclaimed_pages += got
+        if got < deficit and self.profile.swap:
+            rest = -(-(deficit - got) // RECLAIM_BATCH) * RECLAIM_BATCH
+            out = swap_out(self._anon_lru, rest)
+            self.swapped_out_pages += out
+            got += out
+        self.charged_pages -= got
+        return min(n, head + got)
+
+    def _to_anon(self, vma: Vma, pages: np.ndarray) -> None:
+        """Pages written after MADV_FREE, found by reclaim, join the anonymous LRU (FACTS 19)."""
+        seq = self._next_seq()
+        vma.anon_seq[pages] = seq
+        self._anon_lru.add_index(vma, seq, pages)
+
+    def _oom(self, what: str) -> None:
+        self.dead = True
+        raise OOMKill(f"{what}: the memory budget of {self.budget_pages} pages is full "
+                      f"({self.charged_pages} charged, {self.pressure_pages} of them pressure) and "
+                      f"nothing is left to reclaim; the process is OOM-killed")
+
+    # ---------------------------------------------------------------- mmap / munmap / resize
+    def mmap(self, region: str, length: int, shared: bool = False) -> None:
+        """Map ``length`` bytes (rounded up to pages) of anonymous memory; no RSS yet."""
+        self._check_alive()
+        if not isinstance(region, str) or not region:
+            raise ModelInputError(f"region must be a non-empty str, got {region!r}")
+        if region in self._vmas:
+            raise ModelInputError(f"region {region!r} is already mapped; munmap it first or pick another name")
+        length = _check_int("length", length, 1, f" (1 to {MAX_MAPPING_BYTES} bytes)")
+        if length > MAX_MAPPING_BYTES:
+            raise ModelInputError(f"length must be 1 to {MAX_MAPPING_BYTES} bytes (64 GiB), got {length}")
+        if not isinstance(shared, (bool, np.bool_)):
+            raise ModelInputError(f"shared must be True or False, got {shared!r}")
+        self._vmas[region] = Vma(region, pages_of(length), bool(shared))
+
+    def munmap(self, region: str) -> None:
+        """Unmap the region: its pages leave RSS and the charge (a shmem object dies with it)."""
+        self._check_alive()
+        vma = self._vma(region)
+        del self._vmas[region]
+        self.charged_pages -= vma.shm_pages if vma.shared else vma.rss
+        vma.alive = False
+
+    def resize(self, region: str, new_length: int) -> None:
+        """Grow or shrink a private region at its end, as brk/sbrk do for the heap.
+
+        Growing adds never-touched pages; shrinking drops the tail pages (RSS and charge fall,
+        as with munmap of the tail).  Shared regions cannot be resized.
+        """
+        self._check_alive()
+        vma = self._vma(region)
+        if vma.shared:
+            raise ModelInputError(f"resize works on private regions (a brk heap); {region!r} is shared")
+        new_length = _check_int("new_length", new_length, 0, f" (0 to {MAX_MAPPING_BYTES} bytes)")
+        if new_length > MAX_MAPPING_BYTES:
+            raise ModelInputError(f"new_length must be 0 to {MAX_MAPPING_BYTES} bytes, got {new_length}")
+        new = pages_of(new_length)
+        if new >= vma.npages:
+            vma.grow(new)
+            return
+        st = vma.state[new:vma.npages]
+        n_res, n_lazy = _count(st == RESIDENT), _count(st == LAZYFREE)
+        vma.rss -= n_res + n_lazy
+        vma.lazyfree -= n_lazy
+        self.charged_pages -= n_res + n_lazy
+        vma.npages = new
+
+    # ---------------------------------------------------------------- touch
+    def _page_range(self, vma: Vma, offset, length, op: str) -> tuple[int, int]:
+        offset = _check_int("offset", offset, 0)
+        length = _check_int("length", length, 0)
+        size = vma.npages * PAGE_SIZE
+        if offset + length > size:
+            raise ModelInputError(
+                f"{op} of bytes [{offset}, {offset + length}) is outside region {vma.name!r} "
+                f"(offset + length must be <= its {size} bytes; a real process would segfault)")
+        if length == 0:
+            return 0, 0
+        return offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE + 1
+
+    def touch(self, region: str, offset: int, length: int, access: str) -> TouchResult:
+        """Read or write one byte in each page overlapping ``[offset, offset + length)``.
+
+        Returns the minor faults taken and, for a read, how many of those pages read back as
+        zeros.  Raises OOMKill if a page cannot be charged (the pages before it are touched).
+        """
+        self._check_alive()
+        vma = self._vma(region)
+        if access not in ("read", "write"):
+            raise ModelInputError(f"access must be 'read' or 'write', got {access!r}")
+        lo, hi = self._page_range(vma, offset, length, "touch")
+        write = access == "write"
+        minor = major = 0
+        if hi > lo:
+            if vma.shared:
+                minor = self._touch_shared(vma, lo, hi, write)
+            else:
+                minor, major = self._touch_private(vma, lo, hi, write)
+        zero = None if write else (hi - lo) - _count(vma.data[lo:hi])
+        return TouchResult(minor, zero, major)
+
+    def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
+        minor = major = 0
+        cur = lo
+        swap = self.profile.swap
+        while cur < hi:
+            st = vma.state[cur:hi]
+            if write:
+                need = (st != RESIDENT) & (st != LAZYFREE)
+            elif swap:
+                need = st == SWAPPED
+            else:
+                need = None            # a private read never allocates without swap
+            demand = 0 if need is None else _count(need)
+            if self.budget_pages is None or demand <= self.budget_pages - self.charged_pages:
+                mi, ma = self._apply_private(vma, cur, hi, write)
+                return minor + mi, major + ma
+            # Reclaim is needed on the way.  It may drop LAZYFREE pages of this very range that
+            # the touch has not reached yet (they then need a page themselves), so walk the range
+            # run by run: a run with no LAZYFREE page is charged in bulk (reclaim order does not
+            # depend on when within the run the batches happen), a LAZYFREE run costs nothing.
+            lazy = st == LAZYFREE
+            first_lazy = int(np.argmax(lazy)) if lazy.any() else hi - cur
+            if first_lazy == 0:
+                run = int(np.argmin(lazy)) if not lazy.all() else hi - cur
+                mi, ma = self._apply_private(vma, cur, cur + run, write)
+                minor, major, cur = minor + mi, major + ma, cur + run
+                continue
+            run_need = need[:first_lazy]
+            want = _count(run_need)
+            fits = self._make_room(want)
+            if fits < want:
+                stop = cur + int(np.flatnonzero(run_need)[fits])
+                self._apply_private(vma, cur, stop, write)   # faults are counted as they happen
+                self._oom(f"{'write' if write else 'read'} of page {stop} of region {vma.name!r}")
+            mi, ma = self._apply_private(vma, cur, cur + first_lazy, write)
+            minor, major, cur = minor + mi, major + ma, cur + first_lazy
+        return minor, major
+
+    def _apply_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
+        """Touch pages lo..hi of a private mapping; the charge must already fit."""
+        st = vma.state[lo:hi]
+        swapped = st == SWAPPED if self.profile.swap else None
+        n_major = 0 if swapped is None else _count(swapped)
+        if write:
+            fresh = (st == NOT_PRESENT) | (st == ZERO_PAGE) | (st == RECLAIMED)
+            n_minor = _count(fresh)
+            n_lazy = _count(st == LAZYFREE)   # write cancels MADV_FREE, no fault (FACTS 11-13)
+            alloc = n_minor + n_major
+            if self.profile.swap and alloc:
+                self._anon_add(vma, lo, hi, fresh if swapped is None else fresh | swapped)
+            st[:] = RESIDENT
+            vma.data[lo:hi] = True
+            vma.accessed[lo:hi] = False
+            vma.rss += alloc
+            vma.lazyfree -= n_lazy
+            self.charged_pages += alloc
+        else:
+            absent = (st == NOT_PRESENT) | (st == RECLAIMED)
+            n_minor = _count(absent)
+            # A read of a LAZYFREE page returns the old data and sets the young bit (FACTS 13).
+            vma.accessed[lo:hi] |= st == LAZYFREE
+            st[absent] = ZERO_PAGE
+            if n_major:
+                st[swapped] = RESIDENT
+                self._anon_add(vma, lo, hi, swapped)
+                vma.rss += n_major
+                self.charged_pages += n_major
+        self._count_faults(n_minor, n_major)
+        return n_minor, n_major
+
+    def _count_faults(self, minor: int, major: int) -> None:
+        self.faults += minor
+        self.major_faults += major
+
+    def _anon_add(self, vma: Vma, lo: int, hi: int, mask: np.ndarray) -> None:
+        seq = self._next_seq()
+        vma.anon_seq[lo:hi][mask] = seq
+        self._anon_lru.add_range(vma, seq, lo, hi)
+
+    def _touch_shared(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
+        holes = ~vma.shm_present[lo:hi]      # pages the shmem object does not hold yet
+        want = _count(holes)
+        fits = self._make_room(want) if want else 0
+        stop = hi
+        if fits < want:
+            stop = lo + int(np.flatnonzero(holes)[fits])
+        faults = self._apply_shared(vma, lo, stop, write) if stop > lo else 0
+        if stop < hi:
+            self._oom(f"{'write' if write else 'read'} of page {stop} of shared region {vma.name!r}")
+        return faults
+
+    def _apply_shared(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
+        st = vma.state[lo:hi]
+        present = vma.shm_present[lo:hi]
+        unmapped = st == NOT_PRESENT
+        holes = ~present
+        n_holes = _count(holes)
+        if write:
+            # do_shared_fault: one fault per unmapped page, no fault-around; a page mapped by an
+            # earlier read is already writable (shmem does not track dirtying): no fault.
+            faults = _count(unmapped)
+            st[:] = RESIDENT
+            present[:] = True
+            vma.data[lo:hi] = True
+            vma.rss += faults
+        else:
+            faults, mapped = self._shared_read_faults(vma, lo, hi)
+            vma.rss += mapped
+        vma.shm_pages += n_holes
+        self.charged_pages += n_holes
+        self.faults += faults
+        return faults
+
+    def _shared_read_faults(self, vma: Vma, lo: int, hi: int) -> tuple[int, int]:
+        """Read faults with fault-around; returns (faults, pages newly mapped).
+
+        Per aligned 16-page window: the first unmapped page read faults and maps every page the
+        shmem object holds in the window (clipped to the mapping); each hole read faults on its
+        own and allocates a page.  The model takes the region start as 64 KiB aligned.
+        """
+        W = FAULT_AROUND_PAGES
+        w0, w1 = (lo // W) * W, min(-(-hi // W) * W, vma.npages)
+        n = w1 - w0
+        nwin = -(-n // W)
+        st = vma.state[w0:w1]
+        present = vma.shm_present[w0:w1]
+        unmapped = st == NOT_PRESENT
+        in_range = np.zeros(n, dtype=bool)
+        in_range[lo - w0:hi - w0] = True
+        read_unmapped = np.zeros(nwin * W, dtype=bool)
+        read_unmapped[:n] = unmapped & in_range
+        pres_pad = np.zeros(nwin * W, dtype=bool)
+        pres_pad[:n] = present
+        U = read_unmapped.reshape(nwin, W)
+        P = pres_pad.reshape(nwin, W)
+        any_fault = U.any(axis=1)
+        first = U.argmax(axis=1)
+        first_is_present = P[np.arange(nwin), first] & any_fault
+        hole_reads = read_unmapped[:n] & ~present
+        faults = _count(hole_reads) + _count(first_is_present)
+        to_map = (unmapped & present & np.repeat(any_fault, W)[:n]) | hole_reads
+        st[to_map] = RESIDENT
+        present[hole_reads] = True            # a read of a hole allocates a zeroed page
+        return faults, _count(to_map)
+
+    # ---------------------------------------------------------------- madvise
+    def _decode_advice(self, advice) -> Optional[int]:
+        """The advice value, or None for one the model (or this kernel) answers EINVAL to."""
+        if isinstance(advice, (bool, np.bool_)):
+            raise ModelInputError(f"advice must be an MADV_* name or an int, got {advice!r}")
+        if isinstance(advice, (int, np.integer)):
+            value = int(advice)
+        elif isinstance(advice, str):
+            value = ADVICE_NAMES.get(advice)
+        else:
+            raise ModelInputError(f"advice must be an MADV_* name or an int, "
+                                  f"got {type(advice).__name__} {advice!r}")
+        if value == MADV_FREE and not self.profile.has_madv_free:
+            return None
+        return value if value in (MADV_DONTNEED, MADV_FREE) else None
+
+    def madvise(self, region: str, offset: int, length: int, advice) -> None:
+        """madvise(2) on ``[offset, offset + length)`` of the region (offset as passed: bytes).
+
+        Raises KernelError("EINVAL") / KernelError("ENOMEM") as the kernel answers; on ENOMEM
+        the part of the range inside the region has been advised (measured, LIMITS.md).
+        """
+        self._check_alive()
+        vma = self._vma(region)
+        offset = _check_int("offset", offset, 0)
+        length = _check_int("length", length, 0)
+        value = self._decode_advice(advice)
+        if value is None:
+            if advice in (MADV_FREE, "MADV_FREE"):
+                raise KernelError("EINVAL", f"MADV_FREE does not exist before Linux 4.5 "
+                                            f"(profile {self.profile.version})")
+            raise KernelError("EINVAL", f"advice {advice!r} is not valid (the model implements "
+                                        f"MADV_DONTNEED = 4 and MADV_FREE = 8)")
+        if offset % PAGE_SIZE:
+            raise KernelError("EINVAL", f"start offset {offset} is not page aligned")
+        if length == 0:
+            return
+        first = offset // PAGE_SIZE
+        last = first + pages_of(length)
+        if value == MADV_FREE and not self.profile.lazy_free:
+            value = MADV_DONTNEED          # 4.5-4.11 without swap: passthrough (FACTS 15)
+        if value == MADV_FREE and vma.shared:
+            raise KernelError("EINVAL", f"MADV_FREE on shared mapping {vma.name!r} "
+                                        f"(private anonymous memory only, FACTS 14)")
+        end = min(last, vma.npages)
+        if first < end:
+            if value == MADV_DONTNEED:
+                self._dontneed(vma, first, end)
+            else:
+                self._free(vma, first, end)
+        if last > vma.npages:
+            raise KernelError("ENOMEM", f"range [{offset}, {offset + pages_of(length) * PAGE_SIZE}) "
+                                        f"runs past the end of region {vma.name!r} "
+                                        f"({vma.npages * PAGE_SIZE} bytes)")
+
+    def _dontneed(self, vma: Vma, lo: int, hi: int) -> None:
+        st = vma.state[lo:hi]
+        if vma.shared:
+            # Zap the PTEs only: the shmem object keeps pages, data and charge (FACTS E6).
+            vma.rss -= _count(st == RESIDENT)
+            st[:] = NOT_PRESENT
+            return
+        n_res, n_lazy = _count(st == RESIDENT), _count(st == LAZYFREE)
+        vma.rss -= n_res + n_lazy
+        vma.lazyfree -= n_lazy
+        self.charged_pages -= n_res + n_lazy
+        st[:] = NOT_PRESENT
+        vma.data[lo:hi] = False
+        vma.lru_seq[lo:hi] = 0
+        vma.accessed[lo:hi] = False
+        vma.anon_seq[lo:hi] = 0
+
+    def _free(self, vma: Vma, lo: int, hi: int) -> None:
+        st = vma.state[lo:hi]
+        resident = st == RESIDENT
+        n_res = _count(resident)
+        seqs = vma.lru_seq[lo:hi]
+        # A page written after an earlier MADV_FREE is still on the file LRU: it keeps its place
+        # (folio_mark_lazyfree acts on swap-backed pages only; measured, LIMITS.md).
+        newly = resident & (seqs == 0)
+        if newly.any():
+            seq = self._next_seq()
+            seqs[newly] = seq
+            self._file_lru.add_range(vma, seq, lo, hi)
+        st[resident] = LAZYFREE
+        vma.accessed[lo:hi] = False          # madvise_free_pte_range clears young and dirty
+        vma.anon_seq[lo:hi][resident] = 0
+        vma.lazyfree += n_res
+        if self.profile.swap:
+            swapped = st == SWAPPED         # MADV_FREE frees the swap slot: the page reads zeros
+            st[swapped] = NOT_PRESENT
+            vma.data[lo:hi][swapped] = False
+
+    # ---------------------------------------------------------------- pressure
+    def pressure(self, length: int) -> int:
+        """Another allocation of ``length`` bytes, written and held to the end; returns its faults.
+
+        Raises OOMKill if the budget cannot make room (the pages charged before it stay).
+        """
+        self._check_alive()
+        length = _check_int("length", length, 1, f" (1 to {MAX_MAPPING_BYTES} bytes)")
+        if length > MAX_MAPPING_BYTES:
+            raise ModelInputError(f"length must be 1 to {MAX_MAPPING_BYTES} bytes, got {length}")
+        n = pages_of(length)
+        fits = self._make_room(n)
+        self.pressure_pages += fits
+        self.charged_pages += fits
+        self.faults += fits
+        if fits < n:
+            self._oom(f"pressure allocation of {n} pages (page {fits})")
+        return n
+
+    # ---------------------------------------------------------------- observations
+    def _selected(self, region) -> list[Vma]:
+        return list(self._vmas.values()) if region is None else [self._vma(region)]
+
+    def rss_pages(self, region: Optional[str] = None) -> int:
+        """Rss of one region, or of all regions (not the pressure allocation), in pages."""
+        return sum(v.rss for v in self._selected(region))
+
+    def lazyfree_pages(self, region: Optional[str] = None) -> int:
+        """LazyFree as smaps reports it: the LAZYFREE pages from 4.12 on, 0 before (no such field,
+        FACTS 23) -- the page array still holds the true state; see :meth:`count`."""
+        if not self.profile.smaps_lazyfree:
+            return 0
+        return sum(v.lazyfree for v in self._selected(region))
+
+    def count(self, state: PageState, region: Optional[str] = None) -> int:
+        """Pages in ``state`` (true counts, whatever the kernel version reports)."""
+        state = PageState(state)
+        return sum(_count(v.state[:v.npages] == state) for v in self._selected(region))
+
+    def states(self, region: str) -> np.ndarray:
+        """The region's page states (read-only view; copy it to keep a snapshot)."""
+        vma = self._vma(region)
+        view = vma.state[:vma.npages].view()
+        view.flags.writeable = False
+        return view
+
+    def data(self, region: str) -> np.ndarray:
+        """Per page, whether reading it would return non-zero data (read-only view)."""
+        vma = self._vma(region)
+        view = vma.data[:vma.npages].view()
+        view.flags.writeable = False
+        return view
+
+    def reclaim_order(self) -> list[tuple[str, int]]:
+        """(region, page) of every page on the lazyfree LRU, next to be reclaimed first."""
+        return self._file_lru.on_list_pages()
+
+    def copy(self) -> "AddressSpace":
+        """An independent deep copy (arrays copied), for explorables that branch a scenario."""
+        new = AddressSpace.__new__(AddressSpace)
+        new.__dict__.update(self.__dict__)
+        vma_map = {}
+        new._vmas = {}
+        for name, vma in self._vmas.items():
+            twin = vma.copy()
+            new._vmas[name] = twin
+            vma_map[id(vma)] = twin
+        new._file_lru = self._file_lru.copy(vma_map)
+        new._anon_lru = self._anon_lru.copy(vma_map)
+        return new
+
+    def __repr__(self) -> str:
+        regions = ", ".join(f"{n}={v.npages}p" for n, v in self._vmas.items())
+        return (f"AddressSpace({self.profile.describe()}, budget={self.budget_pages} pages, "
+                f"rss={self.rss_pages()}, regions: {regions or 'none'})")
