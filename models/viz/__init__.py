@@ -14,9 +14,14 @@ type"), and ``include_plotlyjs=True`` would inline 4.8 MB of JavaScript per figu
 from __future__ import annotations
 
 import json
+import os
 
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
+
+#: Set (to anything non-empty) in the kernel that executes chapters for the static site
+#: (by ``book/_ext/book_static.py``).
+STATIC_BUILD_ENV = "BOOK_STATIC_BUILD"
 
 #: plotly.js options shared by every figure of the book: no "edit in Chart Studio"
 #: link (it points off-site) and no mode-bar logo.
@@ -45,12 +50,14 @@ class BookRenderer(MimetypeRenderer):
     """Plotly renderer emitting the plotly mime type (live) and a plotly.js-free ``text/html`` (site)."""
 
     def to_mimebundle(self, fig_dict):
-        fig_json = json.loads(pio.to_json(fig_dict, validate=False, remove_uids=False))
-        fig_json["config"] = dict(PLOTLY_CONFIG)
-        return {
-            "application/vnd.plotly.v1+json": fig_json,
-            "text/html": figure_html(fig_dict),
-        }
+        bundle = {"text/html": figure_html(fig_dict)}
+        # In a site build, MyST-NB renders every MIME type of an output at parse time and
+        # warns on the plotly one (fatal with -W), so only the HTML is emitted there.
+        if not os.environ.get(STATIC_BUILD_ENV):
+            fig_json = json.loads(pio.to_json(fig_dict, validate=False, remove_uids=False))
+            fig_json["config"] = dict(PLOTLY_CONFIG)
+            bundle["application/vnd.plotly.v1+json"] = fig_json
+        return bundle
 
 
 pio.renderers["book"] = BookRenderer()

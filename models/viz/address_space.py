@@ -77,7 +77,7 @@ def reserve_and_touch_model(reserve_mib: int, touched_percent: int, access: str)
 
 def page_states(space, region: str) -> np.ndarray:
     """The region's pages as UNTOUCHED / ZERO_PAGE / RESIDENT codes (from ``space.states``)."""
-    from models.kernel import PageState
+    from models.kernel.pages import PageState
 
     states = np.asarray(space.states(region))
     out = np.full(states.shape, UNTOUCHED, dtype=np.int8)
@@ -108,14 +108,14 @@ def reserve_and_touch_figure(reserve_mib: int, touched_percent: int, access: str
     max_faults = 2 * pages_of(max_mib * MiB)
     fig = make_subplots(
         rows=2, cols=2, column_widths=[0.62, 0.38], row_heights=[0.78, 0.22],
-        specs=[[{}, {}], [{"colspan": 2}, None]], vertical_spacing=0.2, horizontal_spacing=0.14,
+        specs=[[{}, {}], [{"colspan": 2}, None]], vertical_spacing=0.22, horizontal_spacing=0.14,
         subplot_titles=("Memory growth (MiB)", "Minor page faults", "The region, page by page"))
     fig.add_trace(go.Bar(
-        x=["VSZ (address space)", "mapped to the zero page", "RSS (resident)"],
+        x=["VSZ<br>(address space)", "zero page<br>(mapped, not RSS)", "RSS<br>(resident)"],
         y=[r.vsz_bytes / MiB, r.zero_page_bytes / MiB, r.rss_bytes / MiB],
         marker_color=[COLORS["vsz"], COLORS["zero_page"], COLORS["rss"]],
         text=[f"{v / MiB:g} MiB" for v in (r.vsz_bytes, r.zero_page_bytes, r.rss_bytes)],
-        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y} MiB<extra></extra>",
+        textposition="outside", cliponaxis=False, hovertemplate="%{y} MiB<extra></extra>",
         showlegend=False), row=1, col=1)
     fig.add_trace(go.Bar(
         x=["faults"], y=[r.faults], marker_color=COLORS["faults"], text=[f"{r.faults:,}"],
@@ -123,7 +123,7 @@ def reserve_and_touch_figure(reserve_mib: int, touched_percent: int, access: str
         hovertemplate="%{y:,} minor faults<extra></extra>"), row=1, col=2)
     cells = strip(r.page_states)
     fig.add_trace(go.Heatmap(
-        z=[cells], x0=0, dx=r.reserve_mib / STRIP_CELLS, zmin=0, zmax=2, showscale=False,
+        z=[cells], x0=r.reserve_mib / STRIP_CELLS / 2, dx=r.reserve_mib / STRIP_CELLS, zmin=0, zmax=2, showscale=False,
         colorscale=[[0, COLORS["reserved"]], [0.33, COLORS["reserved"]],
                     [0.34, COLORS["zero_page"]], [0.66, COLORS["zero_page"]],
                     [0.67, COLORS["resident"]], [1, COLORS["resident"]]],
@@ -132,9 +132,10 @@ def reserve_and_touch_figure(reserve_mib: int, touched_percent: int, access: str
         hovertemplate="offset %{x:.1f} MiB: %{customdata}<extra></extra>", xgap=1), row=2, col=1)
     fig.update_yaxes(title_text="MiB", range=[0, max_mib * 1.15], row=1, col=1)
     fig.update_yaxes(title_text="faults", range=[0, max_faults * 1.15], row=1, col=2)
-    fig.update_xaxes(title_text="offset in the region (MiB)", row=2, col=1)
+    fig.update_xaxes(title_text="offset in the region (MiB)", range=[0, r.reserve_mib], row=2, col=1)
+    fig.update_xaxes(tickangle=0, row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=2, col=1)
-    fig.update_layout(height=520, margin=dict(t=60, b=50, l=60, r=20),
+    fig.update_layout(height=560, margin=dict(t=70, b=50, l=60, r=20),
                       title=dict(text=f"mmap {reserve_mib} MiB, then {access.replace('_', ' ')} "
                                       f"{touched_percent} % of its pages", font_size=15))
     return fig

@@ -48,8 +48,7 @@ import plotly.io as pio
 
 from models.errors import ModelInputError
 
-#: Set (to anything non-empty) in the kernel that executes chapters for the static site.
-STATIC_BUILD_ENV = "BOOK_STATIC_BUILD"
+from models.viz import STATIC_BUILD_ENV  # noqa: E402  (set in the site-building kernel)
 #: Floats embedded in pages keep this many significant digits.
 SIGNIFICANT_DIGITS = 6
 #: Default bound on the number of parameter combinations one explorable may precompute.
