@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MAX_IDS 4096
@@ -121,6 +122,15 @@ static int find_id(const char *id)
     return -1;
 }
 
+static long op_faults;       /* minor faults taken by the operation itself (not by the report) */
+
+static long minflt(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
 static void report(int step, const char *op, const char *id, void *ptr, int result)
 {
     long heap_rss, anon_rss;
@@ -137,10 +147,10 @@ static void report(int step, const char *op, const char *id, void *ptr, int resu
     }
     int n = snprintf(out, sizeof out,
         "step=%d op=%s id=%s result=%d ptr_off=%ld mmapped=%ld chunk=%ld heap=%ld heap_rss_kb=%ld "
-        "mmap_rss_kb=%ld arena=%zu ordblks=%zu smblks=%zu hblks=%zu hblkhd=%zu "
+        "mmap_rss_kb=%ld faults=%ld arena=%zu ordblks=%zu smblks=%zu hblks=%zu hblkhd=%zu "
         "fsmblks=%zu uordblks=%zu fordblks=%zu keepcost=%zu\n",
         step, op, id ? id : "-", result, ptr_off, mmapped, chunk, (long) (brk_now - initial_brk),
-        heap_rss, anon_rss - baseline_anon_kb, mi.arena, mi.ordblks, mi.smblks, mi.hblks,
+        heap_rss, anon_rss - baseline_anon_kb, op_faults, mi.arena, mi.ordblks, mi.smblks, mi.hblks,
         mi.hblkhd, mi.fsmblks, mi.uordblks, mi.fordblks, mi.keepcost);
     if (n < 0 || (size_t) n >= sizeof out) die("output_overflow", op);
     emit(out);
@@ -188,6 +198,7 @@ int main(void)
         char *save = NULL;
         char *op = strtok_r(line, " \t\r", &save);
         if (op && op[0] != '#') {
+            long faults_before = minflt();
             char *a = strtok_r(NULL, " \t\r", &save);
             char *b = strtok_r(NULL, " \t\r", &save);
             char *c = strtok_r(NULL, " \t\r", &save);
@@ -207,21 +218,25 @@ int main(void)
                 if (!(c && strcmp(c, "nowrite") == 0))
                     memset(p, 0xA5, size);   /* the program writes what it asked for */
                 blocks[i].ptr = p; blocks[i].size = size; blocks[i].live = 1;
+                op_faults = minflt() - faults_before;
                 report(step, op, a, p, 1);
             } else if (strcmp(op, "free") == 0) {
                 int i = a ? find_id(a) : -1;
                 if (i < 0 || !blocks[i].live) die("free_of_unknown_id", a);
                 free(blocks[i].ptr);
                 blocks[i].live = 0;
+                op_faults = minflt() - faults_before;
                 report(step, op, a, NULL, 1);
             } else if (strcmp(op, "malloc_trim") == 0) {
                 if (!a) die("malloc_trim_needs_pad", "");
                 int released = malloc_trim(strtoull(a, NULL, 10));
+                op_faults = minflt() - faults_before;
                 report(step, op, "-", NULL, released);
             } else if (strcmp(op, "mallopt") == 0) {
                 if (!a || !b) die("mallopt_needs_param_and_value", "");
                 /* mallopt returns 0 for a refused value (e.g. a threshold above 32 MiB). */
                 int ok = mallopt(param_of(a), (int) strtol(b, NULL, 10));
+                op_faults = minflt() - faults_before;
                 report(step, op, a, NULL, ok);
             } else {
                 die("unknown_op", op);

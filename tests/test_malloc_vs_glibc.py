@@ -4,7 +4,7 @@ Each shipped sequence, and a set of random ones with fixed seeds, runs on the
 model and for real; per operation they must agree on the qualitative outcome
 (where a malloc is served, which operations move the break and which way,
 which leave RSS in place, which system calls they make) and be close in
-numbers (heap size and RSS within a couple of pages).  The probe needs gcc
+numbers (heap size, RSS and page faults within a couple of pages).  The probe needs gcc
 and procfs; syscall counts need strace.  Under CI=true all must be present.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def compare(model_rows, real_rows, with_syscalls: bool) -> list[str]:
             problems.append(f"{where}: return value model={mo.result} glibc={re.result}")
         if abs(mo.heap_size - re.heap_size) > TOL_PAGES * PAGE_SIZE:
             problems.append(f"{where}: heap size model={mo.heap_size} glibc={re.heap_size}")
-        for field in ("heap_rss_pages", "mmap_rss_pages"):
+        for field in ("heap_rss_pages", "mmap_rss_pages", "faults"):
             a, b = getattr(mo, field), getattr(re, field)
             if abs(a - b) > TOL_PAGES:
                 problems.append(f"{where}: {field} model={a} glibc={b}")

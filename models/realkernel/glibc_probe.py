@@ -4,7 +4,7 @@
 ``memset`` of every byte, ``free``, ``malloc_trim``, ``mallopt``) and prints,
 after each one, the program break minus the initial break, the ``[heap]``
 mapping's Rss and the Rss of its anonymous mappings from ``/proc/self/smaps``,
-and ``mallinfo2()``.  This module:
+the operation's minor faults (``getrusage``) and ``mallinfo2()``.  This module:
 
 * compiles the probe with the machine's ``gcc`` into a cache directory
   (``$XDG_CACHE_HOME/membook/malloc_probe``, never the repository), keyed by a
@@ -57,6 +57,7 @@ class RealObservation:
     heap_rss_pages: int            # [heap] Rss
     mmap_rss_pages: int            # Rss of unnamed anonymous mappings, minus the probe's baseline
     rss_pages: int
+    faults: int                    # minor faults during the operation (getrusage ru_minflt)
     syscalls: Optional[dict]       # per-operation counts under strace, else None
     mallinfo: dict
 
@@ -218,6 +219,7 @@ def run_sequence(sequence, *, use_strace: Optional[bool] = None, timeout: float 
             heap_rss_pages=heap_rss,
             mmap_rss_pages=mmap_rss,
             rss_pages=heap_rss + mmap_rss,
+            faults=int(row["faults"]),
             syscalls=windows[i] if windows else None,
             mallinfo=mallinfo,
         ))
