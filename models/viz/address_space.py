@@ -130,12 +130,19 @@ def reserve_and_touch_figure(reserve_mib: int, touched_percent: int, access: str
         customdata=[[["reserved, never touched", "zero page (read only)", "resident (written)"][c]
                      for c in cells]],
         hovertemplate="offset %{x:.1f} MiB: %{customdata}<extra></extra>", xgap=1), row=2, col=1)
+    for name, colour in (("never touched", COLORS["reserved"]), ("zero page", COLORS["zero_page"]),
+                         ("resident", COLORS["resident"])):
+        # legend entries for the strip's colours (the heatmap itself has no legend)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
+                                 marker=dict(symbol="square", size=12, color=colour)), row=2, col=1)
+    fig.update_layout(legend=dict(orientation="h", x=1, xanchor="right", y=-0.2, yanchor="top",
+                                  title_text="strip:"))
     fig.update_yaxes(title_text="MiB", range=[0, max_mib * 1.15], row=1, col=1)
     fig.update_yaxes(title_text="faults", range=[0, max_faults * 1.15], row=1, col=2)
     fig.update_xaxes(title_text="offset in the region (MiB)", range=[0, r.reserve_mib], row=2, col=1)
     fig.update_xaxes(tickangle=0, row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=2, col=1)
-    fig.update_layout(height=560, margin=dict(t=70, b=50, l=60, r=20),
+    fig.update_layout(height=580, margin=dict(t=70, b=70, l=60, r=20),
                       title=dict(text=f"mmap {reserve_mib} MiB, then {access.replace('_', ' ')} "
                                       f"{touched_percent} % of its pages", font_size=15))
     return fig
