@@ -31,7 +31,7 @@
     var inputs = grid.names.map(function (name) {
       return root.querySelector('[data-param="' + name + '"]');
     });
-    var config = {displaylogo: false, responsive: true, showLink: false};
+    var config = {displaylogo: false, responsive: true};
 
     function positions() {
       return inputs.map(function (el) {
