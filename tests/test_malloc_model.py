@@ -278,6 +278,7 @@ def test_glibc_malloc_never_uses_madv_free():
     ([{"op": "mallopt", "param": "M_TRIM_THRESHOLD", "value": -2}], ["value", ">= -1"]),
     ([{"op": "mallopt", "param": "M_MMAP_THRESHOLD", "value": 1 << 31}], ["value", "C int"]),
     ([{"op": "malloc_trim", "pad": -5}], ["pad", ">= 0"]),
+    ([m(f"b{i}", "1GiB", write=False) for i in range(5)], ["ops[4]", "4 GiB"]),
     ([], ["non-empty list"]),
     ("not a list", ["non-empty list"]),
     ([7], ["ops[0] must be an object"]),

@@ -33,6 +33,8 @@ MAX_REQUEST = 1 << 30
 #: Largest ``malloc_trim`` pad and ``mallopt`` value: mallopt takes a C ``int``.
 MAX_PARAM = (1 << 31) - 1
 MAX_OPS = 10_000
+#: Largest total of live requests at any point: the probe writes all of it for real.
+MAX_LIVE = 4 << 30
 MALLOPT_PARAMS = ("M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD", "M_TOP_PAD", "M_MMAP_MAX")
 SEQUENCES_DIR = Path(__file__).with_name("sequences")
 
@@ -138,21 +140,26 @@ def parse_op(raw, index: int = 0) -> MallocOp:
 
 
 def check_ids(ops) -> None:
-    """Refuse a free of an id that is not live and a malloc of an id still live."""
-    live: set[str] = set()
+    """Refuse a free of an id that is not live, a malloc of an id still live, and more than
+    ``MAX_LIVE`` bytes allocated at once."""
+    live: dict[str, int] = {}
     freed: set[str] = set()
     for i, op in enumerate(ops):
         if isinstance(op, Malloc):
             if op.id in live:
                 raise ModelInputError(f"ops[{i}].id {op.id!r} is still allocated; free it first or use a new id")
-            live.add(op.id)
+            live[op.id] = op.size
             freed.discard(op.id)
+            if sum(live.values()) > MAX_LIVE:
+                raise ModelInputError(
+                    f"ops[{i}]: live blocks would total {sum(live.values())} bytes; at most {MAX_LIVE} "
+                    f"(4 GiB) may be allocated at once")
         elif isinstance(op, Free):
             if op.id in freed:
                 raise ModelInputError(f"ops[{i}].id {op.id!r}: double free (already freed)")
             if op.id not in live:
                 raise ModelInputError(f"ops[{i}].id {op.id!r}: free of an id that was never allocated")
-            live.discard(op.id)
+            del live[op.id]
             freed.add(op.id)
 
 
