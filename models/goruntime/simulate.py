@@ -214,14 +214,14 @@ def simulate_release(*, go_version="1.19", kernel_version="6.18", liveness=0.25,
 def simulate_service(*, go_version="1.19", kernel_version="6.18", heap="256MiB", liveness=0.25, gogc=100,
                      godebug: Optional[str] = None, alloc_rate="64MiB", duration: float = 600.0,
                      spike_start: float = 10.0, spike_seconds: float = 30.0,
-                     sample_interval: float = 1.0, memory_limit=None, pressure=0,
+                     spike_every: Optional[float] = None, sample_interval: float = 1.0, memory_limit=None, pressure=0,
                      pressure_at: Optional[float] = None, gomemlimit=None, gc_roots=0, swap: bool = False,
                      object_size="8KiB", cost: Optional[CostModel] = None,
                      footprint: Optional[Footprint] = None, gomaxprocs: int = 2) -> Timeline:
     """A Go service allocating ``alloc_rate`` bytes per second for ``duration`` seconds.
 
     From ``spike_start`` for ``spike_seconds`` the live heap rises to ``heap / (1 + GOGC/100)``
-    (so the heap reaches about ``heap``); otherwise ``liveness x heap`` is live after each GC.
+    (so the heap reaches about ``heap``), again every ``spike_every`` seconds if given; otherwise ``liveness x heap`` is live after each GC.
     With ``memory_limit`` the kernel model enforces that budget; ``pressure`` bytes of another
     allocation arrive at ``pressure_at`` seconds and stay (reclaim of lazily freed pages, or an
     OOM kill, which ends the timeline).  Phases: ``steady`` and ``spike``.
@@ -234,6 +234,8 @@ def simulate_service(*, go_version="1.19", kernel_version="6.18", heap="256MiB",
     duration = _seconds("duration", duration, 0.0, 7 * 86_400.0, open_lo=True)
     spike_start = _seconds("spike_start", spike_start, 0.0, duration)
     spike_seconds = _seconds("spike_seconds", spike_seconds, 0.0, duration)
+    if spike_every is not None:
+        spike_every = _seconds("spike_every", spike_every, spike_seconds, 7 * 86_400.0, open_lo=True)
     step_s = _seconds("sample_interval", sample_interval, 0.0, duration, open_lo=True)
     if duration / step_s > 1_000_000:
         raise ModelInputError(f"duration / sample_interval must be at most 1e6 samples, got {duration / step_s:g}")
@@ -273,7 +275,10 @@ def simulate_service(*, go_version="1.19", kernel_version="6.18", heap="256MiB",
         for i in range(1, n_steps + 1):
             t_end = min(i * step_s, duration)
             dt = t_end - rt.now
-            in_spike = spike_start <= rt.now < spike_start + spike_seconds and spike_seconds > 0
+            since = rt.now - spike_start
+            if spike_every:
+                since %= spike_every if since >= 0 else float("inf")
+            in_spike = spike_seconds > 0 and 0 <= since < spike_seconds
             target_live = baseline + int((spike_live if in_spike else steady_live) // GO_PAGE)
             rt.now = t_end
             live_now = rt.heap.live_pages
@@ -298,7 +303,8 @@ def simulate_service(*, go_version="1.19", kernel_version="6.18", heap="256MiB",
                   "oom")
     return rt.recorder.timeline(rt.meta(
         experiment="service", kernel_version=kernel_version, heap=heap_b, liveness=f, alloc_rate=rate,
-        duration=duration, spike_start=spike_start, spike_seconds=spike_seconds, memory_limit=mem_limit,
+        duration=duration, spike_start=spike_start, spike_seconds=spike_seconds, spike_every=spike_every,
+        memory_limit=mem_limit,
         pressure=pressure_b, pressure_at=pressure_at, gomemlimit=limit))
 
 
