@@ -67,7 +67,7 @@ def compare(model_rows, real_rows, with_syscalls: bool) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def probe_binary(tmp_path_factory):
+def probe_binary():
     _probe_ready()
     return glibc_probe.build_probe()
 
