@@ -210,6 +210,7 @@ def test_pilot_two_controls_together_and_screenshot(browser, built_site, artifac
         visit.page.locator(f"#{exp['id']}").scroll_into_view_if_needed()
         visit.page.screenshot(path=str(artifacts / "pilot-explorable.png"))
         visit.page.screenshot(path=str(artifacts / "pilot-full.png"), full_page=True)
+        visit.page.locator(".plotly-graph-div").first.screenshot(path=str(artifacts / "pilot-kernel.png"))
         assert not visit.left_site and not visit.errors, (visit.left_site, visit.errors)
     finally:
         visit.close()
