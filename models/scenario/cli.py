@@ -5,8 +5,9 @@ engine is :func:`models.kernel.replay.play`; the kernel engine runs the scenario
 (:func:`models.realkernel.engine.play_on_kernel`) on this machine's kernel, so
 ``--kernel-version`` and ``--swap`` belong to the model engine only.
 
-Exit codes: 0 ok; 2 bad arguments or a malformed scenario (one message on stderr, no
-traceback); 3 the engine cannot run here (e.g. the kernel engine off Linux).
+Exit codes: 0 ok; 1 the real-kernel run failed (child crashed, cgroup error); 2 bad arguments
+or a malformed scenario (one message on stderr, no traceback); 3 the engine cannot run here
+(e.g. the kernel engine off Linux, or a budget without a usable memory cgroup); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -115,6 +116,15 @@ def main(argv: list[str]) -> int:
     except _Unavailable as exc:
         print(f"python -m models run: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        # The kernel engine has already killed its child and removed its cgroup.
+        print("python -m models run: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as exc:
+        if args.engine != "kernel":
+            raise   # a bug in the model: keep the traceback
+        print(f"python -m models run: the real-kernel run failed: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
     else:
