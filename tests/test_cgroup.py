@@ -40,7 +40,10 @@ def _own_cgroup_dir() -> str:
 
 def _our_children() -> set[str]:
     own = _own_cgroup_dir()
-    return {d for d in os.listdir(own) if d.startswith("membook") and os.path.isdir(os.path.join(own, d))}
+    # only cgroups this test process created (their names carry our pid), so that other
+    # programs' cgroups under the same parent cannot make the check flaky
+    return {d for d in os.listdir(own) if d.startswith("membook") and f"-{os.getpid()}-" in d
+            and os.path.isdir(os.path.join(own, d))}
 
 
 def test_cgroup_is_a_child_of_our_own_cgroup_and_is_removed():
