@@ -191,6 +191,16 @@ def test_requests_below_threshold_but_above_top_grow_heap():
     assert rows[1].heap_size == FIRST_HEAP + -(-(nb + 128 * KiB + 32 - top) // 4096) * 4096
 
 
+def test_threshold_zero_mmaps_even_the_tcache():
+    rows = run([{"op": "mallopt", "param": "M_MMAP_THRESHOLD", "value": 0}, m("a", 1)])
+    a = rows[1]
+    # the 0x290 tcache chunk and the 32-byte chunk each get ALIGN_UP(nb + 8, 4096) = one page
+    assert a.placement == "mmap" and a.chunk_size == 4096
+    assert a.syscalls == {"brk": 0, "mmap": 2, "munmap": 0, "madvise": 0}
+    assert a.heap_size == 0 and a.vsz == 8192
+    assert a.mallinfo["hblks"] == 2 and a.mmap_rss_pages == 2
+
+
 # ------------------------------------------------------------------ tcache and fastbins
 
 

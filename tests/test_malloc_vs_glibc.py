@@ -13,13 +13,11 @@ import random
 
 import pytest
 
+from models.malloc.fidelity import compare
 from models.malloc.glibc import replay
 from models.malloc.sequence import load_sequence, named_sequences, parse_sequence
 from models.realkernel import glibc_probe
-from models.units import PAGE_SIZE
 from tests.conftest import need
-
-TOL_PAGES = 2
 
 
 def _probe_ready():
@@ -29,41 +27,6 @@ def _probe_ready():
 
 def _strace_ready():
     need(glibc_probe.strace_binary() is not None, "strace is not installed: syscall counts unavailable")
-
-
-def _sign(x: int) -> int:
-    return (x > 0) - (x < 0)
-
-
-def compare(model_rows, real_rows, with_syscalls: bool) -> list[str]:
-    """Human-readable disagreements (empty list = the model matches glibc)."""
-    problems = []
-    prev_m = prev_r = None
-    for mo, re in zip(model_rows, real_rows, strict=True):
-        where = f"step {mo.step} ({mo.op} {mo.id or ''})"
-        if mo.placement != re.placement:
-            problems.append(f"{where}: placement model={mo.placement} glibc={re.placement}")
-        if mo.result != re.result:
-            problems.append(f"{where}: return value model={mo.result} glibc={re.result}")
-        if abs(mo.heap_size - re.heap_size) > TOL_PAGES * PAGE_SIZE:
-            problems.append(f"{where}: heap size model={mo.heap_size} glibc={re.heap_size}")
-        for field in ("heap_rss_pages", "mmap_rss_pages", "faults"):
-            a, b = getattr(mo, field), getattr(re, field)
-            if abs(a - b) > TOL_PAGES:
-                problems.append(f"{where}: {field} model={a} glibc={b}")
-        if prev_m is not None:
-            # the qualitative outcome: does this op move the break / RSS, and which way
-            for field in ("heap_size", "heap_rss_pages", "mmap_rss_pages"):
-                dm = getattr(mo, field) - getattr(prev_m, field)
-                dr = getattr(re, field) - getattr(prev_r, field)
-                if _sign(dm) != _sign(dr) and max(abs(dm), abs(dr)) > (0 if field == "heap_size" else TOL_PAGES):
-                    problems.append(f"{where}: change of {field} model={dm:+} glibc={dr:+}")
-        if mo.mallinfo["hblks"] != re.mallinfo["hblks"]:
-            problems.append(f"{where}: mmapped blocks model={mo.mallinfo['hblks']} glibc={re.mallinfo['hblks']}")
-        if with_syscalls and mo.syscalls != re.syscalls:
-            problems.append(f"{where}: syscalls model={mo.syscalls} glibc={re.syscalls}")
-        prev_m, prev_r = mo, re
-    return problems
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +73,53 @@ def test_malloc_trim_madvises_on_real_glibc(probe_binary):
     g = next(r for r in real if r.id == "G")
     assert trim.heap_size >= g.ptr_offset + 64 * 1024
     assert trim.heap_rss_pages <= before.heap_rss_pages - 3 * 15
+
+
+def _m(id, size, **kw):
+    return {"op": "malloc", "id": id, "size": size, **kw}
+
+
+def _f(id):
+    return {"op": "free", "id": id}
+
+
+def _trim(pad=0):
+    return {"op": "malloc_trim", "pad": pad}
+
+
+def _opt(param, value):
+    return {"op": "mallopt", "param": param, "value": value}
+
+
+EDGE_CASES = {
+    # malloc_trim before the heap exists returns 0 and makes no system call
+    "trim_before_malloc": [_trim(), _m("a", 10), _f("a"), _trim()],
+    # M_TOP_PAD 0: the heap grows by exactly what is needed, rounded to pages
+    "top_pad_zero": [_opt("M_TOP_PAD", 0), _m("a", 65536), _m("b", 100), _f("a"), _trim(), _m("c", 5000)],
+    # threshold 0: even the tcache (first malloc) gets its own mapping
+    "mmap_threshold_zero": [_opt("M_MMAP_THRESHOLD", 0), _m("a", 1), _m("b", 100), _f("a"), _f("b")],
+    "trim_threshold_zero": [_opt("M_TRIM_THRESHOLD", 0), _m("a", 70000), _m("b", 70000), _f("b"), _f("a")],
+    # 300 MiB blocks: mmapped, the dynamic threshold stays (above 32 MiB); 1 GiB never written
+    "huge_blocks": [_m("a", 300 << 20), _m("b", 100), _f("a"), _m("c", 300 << 20), _f("c"),
+                    _m("d", 1 << 30, write=False), _f("d")],
+    # M_MMAP_MAX 1: the second large block goes to the heap while the first is mapped
+    "mmap_max_one": [_opt("M_MMAP_MAX", 1), _m("a", 1 << 20), _m("b", 1 << 20), _f("a"), _f("b")],
+    "trim_pads": [_m("a", 200000), _f("a"), _trim(4095), _trim(1 << 20), _trim(1)],
+    # 200 tiny blocks of 8 sizes: tcache, fastbins, consolidation by a large request, trim
+    "many_tiny": ([_m(f"x{i}", (i % 8) * 16 + 1) for i in range(200)] + [_f(f"x{i}") for i in range(0, 200, 2)]
+                  + [_m("big", 2000)] + [_f(f"x{i}") for i in range(1, 200, 2)] + [_trim()]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_CASES))
+def test_edge_cases_match_glibc(name, probe_binary):
+    _strace_ready()
+    seq = parse_sequence(EDGE_CASES[name])
+    real = glibc_probe.run_sequence(seq, use_strace=True)
+    model = replay(seq)
+    problems = compare(model, real, with_syscalls=True)
+    assert not problems, "\n".join(problems)
+    assert [m.mallinfo for m in model] == [r.mallinfo for r in real]
 
 
 def _random_ops(rng: random.Random, n: int) -> list[dict]:
@@ -160,3 +170,18 @@ def test_probe_rejects_nothing_silently(probe_binary):
     from models.malloc.sequence import Free
     with pytest.raises(glibc_probe.GlibcProbeError):
         glibc_probe.run_sequence([Free("never")], use_strace=False)
+
+
+def test_cli_both_engines_agree(probe_binary):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    out = subprocess.run([sys.executable, "-m", "models", "malloc", "article_a_to_e", "--engine", "both", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["disagreements"] == []
+    assert len(doc["model"]) == len(doc["glibc"]) == 8
+    assert doc["glibc"][7]["heap_size"] < doc["glibc"][4]["heap_size"]

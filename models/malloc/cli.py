@@ -1,10 +1,12 @@
-"""``python -m models malloc SEQUENCE [--json] [--engine model|glibc]``.
+"""``python -m models malloc SEQUENCE [--json] [--engine model|glibc|both]``.
 
 SEQUENCE is a JSON file or the name of a shipped sequence (``--list``).  The
 model engine replays it on :class:`models.malloc.glibc.GlibcMalloc`; the glibc
 engine on the machine's real glibc (``models.realkernel.glibc_probe``).  Each
 operation prints one row: where a malloc was served, the heap's size (the
 brk heap's VSZ), the total VSZ, RSS in pages and the system calls it made.
+``--engine both`` prints both tables and the disagreements
+(:func:`models.malloc.fidelity.compare`); it exits 1 if there are any.
 """
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f"({PAGE_SIZE}-byte pages) and system calls after each operation.")
     parser.add_argument("sequence", nargs="?", help="a sequence JSON file, or a shipped sequence name (see --list)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per operation (a JSON list)")
-    parser.add_argument("--engine", choices=("model", "glibc"), default="model",
-                        help="model (default) or glibc: run the sequence for real with the probe")
+    parser.add_argument("--engine", choices=("model", "glibc", "both"), default="model",
+                        help="model (default); glibc: run the sequence for real with the probe; "
+                             "both: run both and list where they disagree")
     parser.add_argument("--list", action="store_true", help="list the shipped sequences and exit")
     return parser
 
@@ -65,23 +68,41 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         sequence = load_sequence(args.sequence)
-        if args.engine == "model":
+        model_rows = real_rows = None
+        if args.engine in ("model", "both"):
             from models.malloc.glibc import replay
-            rows = replay(sequence)
-        else:
+            model_rows = replay(sequence)
+        if args.engine in ("glibc", "both"):
             from models.realkernel.glibc_probe import GlibcProbeError, run_sequence
             try:
-                rows = run_sequence(sequence)
+                real_rows = run_sequence(sequence)
             except GlibcProbeError as exc:
                 print(f"python -m models malloc: the glibc engine failed: {exc}", file=sys.stderr)
                 return 1
     except ModelInputError as exc:
         print(f"python -m models malloc: {exc}", file=sys.stderr)
         return 2
+    problems = []
+    if model_rows is not None and real_rows is not None:
+        from models.malloc.fidelity import compare
+        problems = compare(model_rows, real_rows, with_syscalls=real_rows[0].syscalls is not None)
     if args.json:
-        print(json.dumps([o.to_json() for o in rows], indent=1))
-    else:
-        if sequence.description:
-            print(sequence.description, end="\n\n")
-        print(render_table(rows))
-    return 0
+        if args.engine == "both":
+            print(json.dumps({"model": [o.to_json() for o in model_rows],
+                              "glibc": [o.to_json() for o in real_rows],
+                              "disagreements": problems}, indent=1))
+        else:
+            print(json.dumps([o.to_json() for o in (model_rows or real_rows)], indent=1))
+        return 1 if problems else 0
+    if sequence.description:
+        print(sequence.description, end="\n\n")
+    for title, rows in (("model", model_rows), ("glibc", real_rows)):
+        if rows is not None:
+            if args.engine == "both":
+                print(f"[{title}]")
+            print(render_table(rows))
+            if args.engine == "both":
+                print()
+    if args.engine == "both":
+        print("\n".join(problems) if problems else "model and glibc agree on every operation")
+    return 1 if problems else 0

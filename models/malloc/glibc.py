@@ -167,6 +167,7 @@ class GlibcMalloc:
         self.tcache: dict[int, list[int]] = {}   # chunk size -> offsets (LIFO)
         self.fastbins: dict[int, list[int]] = {}  # chunk size -> offsets (LIFO)
         self.tcache_ready = False
+        self._tcache_region: Optional[str] = None  # set if the tcache itself was mmapped
         self.blocks: dict[str, Block] = {}
         self.freed_ids: set[str] = set()
         self.mmapped_mem = 0
@@ -381,9 +382,12 @@ class GlibcMalloc:
 
     def _init_tcache(self) -> None:
         self.tcache_ready = True
-        _, p = self._int_malloc(request2size(TCACHE_STRUCT_REQUEST))
+        # With M_MMAP_THRESHOLD <= 0x290 even the tcache gets its own (never freed) mapping.
+        region, p = self._int_malloc(request2size(TCACHE_STRUCT_REQUEST))
         self._exhausted.pop(p, None)
-        self._poke(p + 2 * SIZE_SZ, TCACHE_STRUCT_REQUEST)   # memset(tcache, 0, ...)
+        if region != HEAP:
+            self._tcache_region = region
+        self._poke(p + 2 * SIZE_SZ, TCACHE_STRUCT_REQUEST, region)   # memset(tcache, 0, ...)
 
     def malloc(self, id: str, size: int, write: bool = True) -> Block:
         """``malloc(size)`` remembered under ``id``; with ``write`` the program fills it."""
@@ -518,7 +522,8 @@ class GlibcMalloc:
         }
 
     def mmap_regions(self) -> list[str]:
-        return [b.region for b in self.blocks.values() if b.region != HEAP]
+        regions = [b.region for b in self.blocks.values() if b.region != HEAP]
+        return regions + ([self._tcache_region] if self._tcache_region else [])
 
     def heap_rss_pages(self) -> int:
         return int(self.space.rss_pages(HEAP)) if self.heap_size else 0
