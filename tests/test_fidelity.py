@@ -84,6 +84,18 @@ def test_kernel_oldest_freed_region_is_reclaimed_first():
     assert r[7].zero_pages >= 8192 and r[8].zero_pages == 0
 
 
+def test_kernel_per_region_counts_add_up_and_show_which_region_was_reclaimed():
+    from models.realkernel.engine import iter_play_on_kernel_detailed
+    _kernel("oldest-freed-first")
+    rows = list(iter_play_on_kernel_detailed(resolve("oldest-freed-first")))
+    for result, regions in rows:
+        assert result.rss_pages == sum(v[0] for v in regions.values())
+        assert result.lazyfree_pages == sum(v[1] for v in regions.values())
+    _, after_pressure = rows[6]
+    assert after_pressure["new"] == (16384, 16384)
+    assert 16384 - 8192 * 1.05 <= after_pressure["old"][0] <= 16384 - 8192
+
+
 def test_kernel_madvise_past_the_end_advises_the_mapped_part_then_says_enomem():
     r = _kernel("madvise-errors")
     assert r[8].error == "ENOMEM" and r[8].lazyfree_pages >= 1024 - 32   # 4 MiB inside were freed

@@ -157,7 +157,17 @@ class _Child:
 
 def iter_play_on_kernel(scenario: Scenario, *, step_timeout: float = STEP_TIMEOUT,
                         on_cgroup=None) -> Iterator[StepResult]:
-    """Yield each step's :class:`StepResult` as the child finishes it.
+    """Yield each step's :class:`StepResult` as the child finishes it (see
+    :func:`iter_play_on_kernel_detailed` for the keyword arguments)."""
+    for result, _ in iter_play_on_kernel_detailed(scenario, step_timeout=step_timeout,
+                                                  on_cgroup=on_cgroup):
+        yield result
+
+
+def iter_play_on_kernel_detailed(scenario: Scenario, *, step_timeout: float = STEP_TIMEOUT,
+                                 on_cgroup=None) -> Iterator[tuple[StepResult, dict[str, tuple[int, int]]]]:
+    """Yield ``(result, regions)`` per step: ``regions`` maps each live region's name to its own
+    ``(rss_pages, lazyfree_pages)`` (empty after an OOM kill).
 
     ``on_cgroup(cgroup)`` (optional) is called once the child is in its cgroup and the limit
     is set -- for tests and notebooks that want to look at the cgroup while it exists.
@@ -197,9 +207,10 @@ def iter_play_on_kernel(scenario: Scenario, *, step_timeout: float = STEP_TIMEOU
                 break
             if msg.get("done"):
                 return
+            regions = {name: tuple(v) for name, v in msg.pop("regions").items()}
             result = StepResult(**msg)
             next_step = result.step + 1
-            yield result
+            yield result, regions
             if result.error is not None and result.op != "madvise":
                 return
         # EOF before "done": the child died during step ``next_step``.
@@ -208,7 +219,7 @@ def iter_play_on_kernel(scenario: Scenario, *, step_timeout: float = STEP_TIMEOU
         if rc == -signal.SIGKILL and oom and next_step < len(scenario.steps):
             # The process is gone: it has no pages and no faults left to report.
             yield StepResult(step=next_step, op=scenario.steps[next_step].op, rss_pages=0,
-                             lazyfree_pages=0, faults=0, zero_pages=None, error="OOM_KILL")
+                             lazyfree_pages=0, faults=0, zero_pages=None, error="OOM_KILL"), {}
             return
         raise RuntimeError(f"scenario child exited with status {rc} at step {next_step}"
                            f"{' (OOM kill)' if oom else ''}: {child.stderr_tail()}")

@@ -127,10 +127,14 @@ class Mapping:
         _munmap(self.base, PAGE + self.length + self.tail)
 
 
-def _smaps_pages(ranges: list[tuple[int, int]]) -> tuple[int, int]:
-    """Sum Rss and LazyFree (in pages) of the VMAs inside any of ``ranges`` (FACTS 4, 23)."""
-    rss_kb = lazy_kb = 0
-    inside = False
+def _smaps_regions(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Rss and LazyFree (in pages) of the VMAs inside each named address range (FACTS 4, 23).
+
+    A region may be several VMAs (a partial madvise of some advice splits it), so every VMA
+    overlapping the range is summed.
+    """
+    kb = {name: [0, 0] for name in ranges}
+    current = None
     with open("/proc/self/smaps", "rb") as f:
         data = f.read()
     for line in data.split(b"\n"):
@@ -139,13 +143,19 @@ def _smaps_pages(ranges: list[tuple[int, int]]) -> tuple[int, int]:
         head = line.split(b" ", 1)[0]
         if b"-" in head and not head.endswith(b":"):
             lo, hi = (int(x, 16) for x in head.split(b"-"))
-            inside = any(lo < e and hi > s for s, e in ranges)
-        elif inside:
+            current = next((name for name, (s, e) in ranges.items() if lo < e and hi > s), None)
+        elif current is not None:
             if head == b"Rss:":
-                rss_kb += int(line.split()[1])
+                kb[current][0] += int(line.split()[1])
             elif head == b"LazyFree:":
-                lazy_kb += int(line.split()[1])
-    return rss_kb * 1024 // PAGE, lazy_kb * 1024 // PAGE
+                kb[current][1] += int(line.split()[1])
+    return {name: (r * 1024 // PAGE, z * 1024 // PAGE) for name, (r, z) in kb.items()}
+
+
+def _smaps_pages(ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """Total Rss and LazyFree (in pages) of the VMAs inside any of ``ranges``."""
+    per = _smaps_regions({str(i): r for i, r in enumerate(ranges)})
+    return sum(v[0] for v in per.values()), sum(v[1] for v in per.values())
 
 
 def _faults() -> int:
@@ -206,9 +216,10 @@ def run(scenario: dict, emit) -> None:
         except SyscallError as exc:
             error = exc.name
         faults = _faults() - before
-        rss, lazy = _smaps_pages([(m.addr, m.end) for m in regions.values()])
-        emit({"step": index, "op": op, "rss_pages": rss, "lazyfree_pages": lazy, "faults": faults,
-              "zero_pages": zero_pages, "error": error})
+        per = _smaps_regions({name: (m.addr, m.end) for name, m in regions.items()})
+        emit({"step": index, "op": op, "rss_pages": sum(v[0] for v in per.values()),
+              "lazyfree_pages": sum(v[1] for v in per.values()), "faults": faults,
+              "zero_pages": zero_pages, "error": error, "regions": per})
         if error is not None and op != "madvise":
             return   # a failed mmap leaves nothing for later steps to touch
 
