@@ -7,7 +7,7 @@ so RSS and page faults come from the one kernel model:
 * the ``brk`` heap is the region ``"heap"``, grown and shrunk with
   ``AddressSpace.resize`` (``sbrk``); offsets in it are bytes from the initial
   program break, which is page aligned on Linux;
-* a request served by ``mmap`` gets a region of its own, ``"mmap:<n>:<id>"``,
+* a request served by ``mmap`` gets a region of its own, ``"mmap:<n>"``,
   unmapped by ``free`` (FACTS 36);
 * ``malloc_trim`` releases whole free pages with ``MADV_DONTNEED`` (FACTS 39);
   nothing here ever uses ``MADV_FREE`` (FACTS 40, misconception 9);
@@ -25,7 +25,7 @@ development tree cited in FACTS §E agrees on all of them except where
 * the heap grows by ``ALIGN_UP(nb + M_TOP_PAD + 32 - top, 4096)`` bytes;
 * a request of at least ``M_MMAP_THRESHOLD`` bytes (FACTS 32) that neither a
   free chunk nor the top chunk can serve is mmapped;
-* freeing an mmapped chunk above the threshold and at most 32 MiB raises the
+* freeing an mmapped chunk above the threshold and below 32 MiB raises the
   threshold to its size and the trim threshold to twice that, unless ``mallopt``
   has set any of the four parameters (FACTS 33, 34);
 * a free that leaves a merged chunk of at least 64 KiB, with a top chunk of at
@@ -36,8 +36,7 @@ development tree cited in FACTS §E agrees on all of them except where
 """
 from __future__ import annotations
 
-from bisect import insort
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from models.errors import ModelInputError
@@ -130,7 +129,6 @@ class Observation:
     trim_threshold: int
 
     def to_json(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
 
