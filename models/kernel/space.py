@@ -269,18 +269,20 @@ class AddressSpace:
         zero = None if write else (hi - lo) - _count(vma.data[lo:hi])
         return TouchResult(minor, zero, major)
 
+    def _need(self, st: np.ndarray, write: bool) -> Optional[np.ndarray]:
+        """Pages of a private range whose touch needs a new page charged (None: no page does)."""
+        if write:
+            return (st != RESIDENT) & (st != LAZYFREE)
+        if self.profile.swap:
+            return st == SWAPPED
+        return None                    # a private read never allocates without swap
+
     def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
         minor = major = 0
         cur = lo
-        swap = self.profile.swap
         while cur < hi:
             st = vma.state[cur:hi]
-            if write:
-                need = (st != RESIDENT) & (st != LAZYFREE)
-            elif swap:
-                need = st == SWAPPED
-            else:
-                need = None            # a private read never allocates without swap
+            need = self._need(st, write)
             demand = 0 if need is None else _count(need)
             if self.budget_pages is None or demand <= self.budget_pages - self.charged_pages:
                 mi, ma = self._apply_private(vma, cur, hi, write)
@@ -290,22 +292,34 @@ class AddressSpace:
             # run by run: a run with no LAZYFREE page is charged in bulk (reclaim order does not
             # depend on when within the run the batches happen), a LAZYFREE run costs nothing.
             lazy = st == LAZYFREE
-            first_lazy = int(np.argmax(lazy)) if lazy.any() else hi - cur
-            if first_lazy == 0:
+            if lazy[0]:
                 run = int(np.argmin(lazy)) if not lazy.all() else hi - cur
                 mi, ma = self._apply_private(vma, cur, cur + run, write)
                 minor, major, cur = minor + mi, major + ma, cur + run
                 continue
-            run_need = need[:first_lazy]
-            want = _count(run_need)
-            fits = self._make_room(want)
-            if fits < want:
-                stop = cur + int(np.flatnonzero(run_need)[fits])
-                self._apply_private(vma, cur, stop, write)   # faults are counted as they happen
+            end = cur + (int(np.argmax(lazy)) if lazy.any() else hi - cur)
+            stop = self._fit(vma, cur, end, write)
+            mi, ma = self._apply_private(vma, cur, stop, write)
+            minor, major = minor + mi, major + ma
+            if stop < end:
                 self._oom(f"{'write' if write else 'read'} of page {stop} of region {vma.name!r}")
-            mi, ma = self._apply_private(vma, cur, cur + first_lazy, write)
-            minor, major, cur = minor + mi, major + ma, cur + first_lazy
+            cur = end
         return minor, major
+
+    def _fit(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
+        """Reclaim until touching pages lo..hi fits the budget; return hi, or the first page
+        whose charge cannot be met (the OOM point)."""
+        while True:
+            need = self._need(vma.state[lo:hi], write)
+            want = _count(need)
+            head = self.budget_pages - self.charged_pages
+            if want <= head:
+                return hi
+            before = self.charged_pages
+            self._make_room(want)
+            # With swap, swap-out may have picked pages of this very range: count again.
+            if self.charged_pages == before:
+                return lo + int(np.flatnonzero(need)[head])
 
     def _apply_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
         """Touch pages lo..hi of a private mapping; the charge must already fit."""
