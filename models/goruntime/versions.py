@@ -76,8 +76,8 @@ class GoPolicy:
 
 def parse_go_version(value) -> int:
     """Minor version of ``value`` ("1.12", "1.12.5", "go1.19.8"); ModelInputError if unknown."""
-    text = str(value)
-    match = _VERSION_RE.match(text)
+    # A float is ambiguous (1.2 == 1.20), so versions are strings only.
+    match = _VERSION_RE.match(value) if isinstance(value, str) else None
     minor = int(match.group(1)) if match else -1
     if not match or not (MIN_MINOR <= minor <= MAX_MINOR):
         raise ModelInputError(
