@@ -29,7 +29,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define MAX_IDS 4096
+#define MAX_IDS 10000   /* = MAX_OPS in models/malloc/sequence.py: every op could name a new id */
 #define MAX_INPUT (1 << 20)
 #define SMAPS_BUF (4 << 20)
 

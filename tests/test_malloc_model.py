@@ -217,6 +217,23 @@ def test_small_frees_go_to_tcache_then_fastbins_and_never_release():
     assert again.ptr_offset == rows[6].ptr_offset          # s6 was the last chunk into the tcache
 
 
+def fastbin_order_ops():
+    """X then Y freed into the 48-byte fastbin (tcache full), consolidated by mallopt."""
+    return ([m(f"t{i}", 32) for i in range(7)] + [m("X", 32), m("g1", 32), m("Y", 32), m("g2", 32)]
+            + [f(f"t{i}") for i in range(7)] + [f("X"), f("Y")]
+            + [{"op": "mallopt", "param": "M_TOP_PAD", "value": 128 * KiB}]
+            + [m(f"a{i}", 32) for i in range(7)] + [m("r", 32)])
+
+
+def test_consolidation_walks_fastbins_from_the_head():
+    rows = run(fastbin_order_ops())
+    x = rows[7].ptr_offset
+    # malloc_consolidate takes Y (the fastbin's head) first, so the unsorted bin
+    # is processed Y, X; both exact fits go to the tcache and the last one in, X, comes out
+    assert rows[-1].ptr_offset == x
+    assert rows[-1].syscalls == dict.fromkeys(rows[-1].syscalls, 0)
+
+
 def test_large_free_consolidates_fastbins():
     ops = ([m(f"s{i}", 100) for i in range(9)] + [m("big", 100 * KiB)] + [f(f"s{i}") for i in range(9)]
            + [f("big")])

@@ -105,6 +105,12 @@ EDGE_CASES = {
     # M_MMAP_MAX 1: the second large block goes to the heap while the first is mapped
     "mmap_max_one": [_opt("M_MMAP_MAX", 1), _m("a", 1 << 20), _m("b", 1 << 20), _f("a"), _f("b")],
     "trim_pads": [_m("a", 200000), _f("a"), _trim(4095), _trim(1 << 20), _trim(1)],
+    # the order in which malloc_consolidate empties a fastbin decides which chunk comes back
+    "fastbin_consolidation_order": ([_m(f"t{i}", 32) for i in range(7)]
+                                    + [_m("X", 32), _m("g1", 32), _m("Y", 32), _m("g2", 32)]
+                                    + [_f(f"t{i}") for i in range(7)] + [_f("X"), _f("Y")]
+                                    + [_opt("M_TOP_PAD", 128 * 1024)] + [_m(f"a{i}", 32) for i in range(7)]
+                                    + [_m("r", 32)]),
     # 200 tiny blocks of 8 sizes: tcache, fastbins, consolidation by a large request, trim
     "many_tiny": ([_m(f"x{i}", (i % 8) * 16 + 1) for i in range(200)] + [_f(f"x{i}") for i in range(0, 200, 2)]
                   + [_m("big", 2000)] + [_f(f"x{i}") for i in range(1, 200, 2)] + [_trim()]),
@@ -154,6 +160,16 @@ def test_random_sequences_match_glibc(seed, probe_binary):
     assert not problems, "\n".join(problems)
     # placement is exact too: the model reproduces glibc's choice among free chunks
     assert [m.ptr_offset for m in model] == [r.ptr_offset for r in real]
+
+
+def test_long_random_sequence_matches_glibc_exactly(probe_binary):
+    """3000 operations: long enough for fastbin consolidation and bin order to matter."""
+    seq = parse_sequence(_random_ops(random.Random(100), 3000))
+    real = glibc_probe.run_sequence(seq, use_strace=False)
+    model = replay(seq)
+    assert not compare(model, real, with_syscalls=False)
+    for mo, re in zip(model, real):
+        assert (mo.ptr_offset, mo.chunk_size, mo.mallinfo) == (re.ptr_offset, re.chunk_size, re.mallinfo), mo.step
 
 
 def test_compare_detects_a_wrong_model(probe_binary):

@@ -258,7 +258,8 @@ class GlibcMalloc:
     def _malloc_consolidate(self) -> None:
         """Empty the fastbins into the arena (no trimming here, as in glibc)."""
         for csize in sorted(self.fastbins):
-            for p in self.fastbins[csize]:
+            # glibc walks each fastbin from its head, the most recently freed chunk
+            for p in reversed(self.fastbins[csize]):
                 self._free_into_arena(p, csize)
         self.fastbins.clear()
 
