@@ -197,6 +197,7 @@ def test_budget_reclaims_overshoot_then_refaults_it():
     reclaimed = rel["lazyfree_pages"] - pres["lazyfree_pages"]
     assert overshoot <= reclaimed < overshoot + 32
     assert pres["rss_pages"] == rel["rss_pages"] - reclaimed
+    assert pres["reclaimed_pages"] == reclaimed and rel["reclaimed_pages"] == 0
     assert re["faults"] == reclaimed and not tl.meta["oom_killed"]
 
 

@@ -186,8 +186,8 @@ class GoRuntime:
     def _counters(self) -> dict:
         h = self.heap
         return {"faults": int(self.space.faults), "zero_pages": h.zero_pages, "madvised": h.madvised_os_pages,
-                "alloc": h.touched_os_pages, "elapsed_ns": h.elapsed_ns, "alloc_os": h.inuse_pages,
-                "allocated_total": getattr(self, "allocated_os_total", 0)}
+                "alloc": h.touched_os_pages, "elapsed_ns": h.elapsed_ns,
+                "reclaimed": int(getattr(self.space, "reclaimed_pages", 0))}
 
     def sample(self, phase: str, step: str, allocated_os_pages: int = 0) -> None:
         """Record one sample; ``allocated_os_pages``: OS pages of spans the program allocated since
@@ -214,6 +214,7 @@ class GoRuntime:
             alloc_cost_us_per_mib=touch_ns / 1e3 / mib if mib else 0.0,
             elapsed_ms=elapsed / 1e6,
             pressure_rss_pages=int(space.rss_pages(self.pressure_region)) if self.pressure_region else 0,
+            reclaimed_pages=c["reclaimed"] - p["reclaimed"],
             advice=h.advice, oom=self.oom)
         self._prev = c
 

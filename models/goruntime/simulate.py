@@ -179,7 +179,6 @@ def simulate_release(*, go_version="1.19", kernel_version="6.18", liveness=0.25,
             clock()
             rt.sample("release", "freeosmemory")
         else:
-            start = rt.now
             t = 0.0
             while t < wait - 1e-9:
                 dt = min(step_s, wait - t)
@@ -191,7 +190,6 @@ def simulate_release(*, go_version="1.19", kernel_version="6.18", liveness=0.25,
                 rt.periodic_scavenge()
                 clock()
                 rt.sample("release", "scavenger")
-            del start
 
         if pressure_b:
             rt.pressure_burst(pressure_b)

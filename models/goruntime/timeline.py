@@ -1,7 +1,8 @@
 """A timeline: the samples a simulation records, as numpy arrays per series.
 
 Every ``*_pages`` series counts 4 KiB pages.  ``faults``, ``zero_pages``,
-``madvised_pages`` and ``alloc_pages`` are *since the previous sample*;
+``madvised_pages``, ``alloc_pages`` and ``reclaimed_pages`` (lazily freed pages the kernel
+threw away under the memory budget) are *since the previous sample*;
 ``gc_cycles`` is cumulative.  ``rss_pages`` and ``lazyfree_pages`` are the
 kernel model's view of the Go program (heap arena + runtime metadata, without
 any separate pressure allocation, which is ``pressure_rss_pages``); the
@@ -18,7 +19,7 @@ SERIES = ("t", "phase", "step", "rss_pages", "lazyfree_pages", "heap_released_pa
           "heap_inuse_pages", "heap_idle_pages", "heap_sys_pages", "heap_live_pages", "next_gc_pages",
           "scavenge_goal_pages", "zero_pages", "madvised_pages", "alloc_pages", "gc_cycles",
           "faults_per_mib", "zero_pages_per_mib", "alloc_cost_us_per_mib", "elapsed_ms",
-          "pressure_rss_pages", "advice", "oom")
+          "pressure_rss_pages", "reclaimed_pages", "advice", "oom")
 _STR = {"phase", "step", "advice"}
 _FLOAT = {"t", "faults_per_mib", "zero_pages_per_mib", "alloc_cost_us_per_mib", "elapsed_ms",
           "next_gc_pages", "scavenge_goal_pages"}
