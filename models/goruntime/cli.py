@@ -17,11 +17,11 @@ import sys
 
 from models.errors import KernelError, ModelInputError
 
-_TABLE = (("t", "t[s]", "{:>9.3f}"), ("phase", "phase", "{:<10}"), ("step", "step", "{:<12}"),
-          ("rss_pages", "RSS MiB", "{:>8.1f}"), ("lazyfree_pages", "LazyFree", "{:>8.1f}"),
-          ("heap_inuse_pages", "HeapInuse", "{:>9.1f}"), ("heap_idle_pages", "HeapIdle", "{:>8.1f}"),
-          ("heap_released_pages", "Released", "{:>8.1f}"), ("heap_sys_pages", "HeapSys", "{:>8.1f}"),
-          ("faults", "faults", "{:>8d}"), ("gc_cycles", "GCs", "{:>6d}"), ("oom", "OOM", "{!s:>5}"))
+_TABLE = (("t", "t[s]", 9, "{:>9.3f}"), ("phase", "phase", 10, "{:<10}"), ("step", "step", 12, "{:<12}"),
+          ("rss_pages", "RSS MiB", 8, "{:>8.1f}"), ("lazyfree_pages", "LazyFree", 8, "{:>8.1f}"),
+          ("heap_inuse_pages", "HeapInuse", 9, "{:>9.1f}"), ("heap_idle_pages", "HeapIdle", 8, "{:>8.1f}"),
+          ("heap_released_pages", "Released", 8, "{:>8.1f}"), ("heap_sys_pages", "HeapSys", 8, "{:>8.1f}"),
+          ("faults", "faults", 8, "{:>8d}"), ("gc_cycles", "GCs", 6, "{:>6d}"), ("oom", "OOM", 5, "{!s:>5}"))
 _MIB_PAGES = 256
 
 
@@ -88,14 +88,14 @@ def run(args) -> "object":
 
 
 def _table(timeline) -> str:
-    head = " ".join(f"{title:>{len(fmt.format(0) if 'd' in fmt or 'f' in fmt else title)}}"
-                    for _, title, fmt in _TABLE)
+    head = " ".join(title.ljust(width) if fmt.startswith("{:<") else title.rjust(width)
+                    for _, title, width, fmt in _TABLE)
     lines = [timeline.meta.get("policy", ""), head]
     for row in timeline.to_json():
         cells = []
-        for key, _, fmt in _TABLE:
+        for key, _, _, fmt in _TABLE:
             v = row[key]
-            if key.endswith("_pages") and key != "faults":
+            if key.endswith("_pages"):
                 v = v / _MIB_PAGES
             cells.append(fmt.format(v))
         lines.append(" ".join(cells))
