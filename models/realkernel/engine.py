@@ -156,18 +156,23 @@ class _Child:
 
 
 def iter_play_on_kernel(scenario: Scenario, *, step_timeout: float = STEP_TIMEOUT,
-                        on_cgroup=None) -> Iterator[StepResult]:
+                        on_cgroup=None, settle_lru: bool = True) -> Iterator[StepResult]:
     """Yield each step's :class:`StepResult` as the child finishes it (see
     :func:`iter_play_on_kernel_detailed` for the keyword arguments)."""
     for result, _ in iter_play_on_kernel_detailed(scenario, step_timeout=step_timeout,
-                                                  on_cgroup=on_cgroup):
+                                                  on_cgroup=on_cgroup, settle_lru=settle_lru):
         yield result
 
 
 def iter_play_on_kernel_detailed(scenario: Scenario, *, step_timeout: float = STEP_TIMEOUT,
-                                 on_cgroup=None) -> Iterator[tuple[StepResult, dict[str, tuple[int, int]]]]:
+                                 on_cgroup=None, settle_lru: bool = True
+                                 ) -> Iterator[tuple[StepResult, dict[str, tuple[int, int]]]]:
     """Yield ``(result, regions)`` per step: ``regions`` maps each live region's name to its own
     ``(rss_pages, lazyfree_pages)`` (empty after an OOM kill).
+
+    ``settle_lru`` (default True): before reading smaps, the child drains its CPU's LRU batches
+    so that ``LazyFree`` counts every lazily freed page; with False it reads what smaps shows at
+    that instant, which can be up to a batch short (FACTS E9, docs/KERNEL-NOTES.md K4).
 
     ``on_cgroup(cgroup)`` (optional) is called once the child is in its cgroup and the limit
     is set -- for tests and notebooks that want to look at the cgroup while it exists.
@@ -198,7 +203,9 @@ def iter_play_on_kernel_detailed(scenario: Scenario, *, step_timeout: float = ST
             cgroup.set_limit(cgroup.usage_bytes() + scenario.memory_limit)
             if on_cgroup is not None:
                 on_cgroup(cgroup)
-        child.send(_child_scenario(scenario))
+        payload = _child_scenario(scenario)
+        payload["settle_lru"] = bool(settle_lru)
+        child.send(payload)
 
         next_step = 0
         while True:

@@ -33,6 +33,7 @@ PROT_NONE, PROT_READ, PROT_WRITE = 0x0, 0x1, 0x2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
 MADV_NOHUGEPAGE = 15
+MADV_COLD = 20
 WRITE_BYTE = 0xAB          # any non-zero byte: a read that returns 0 saw a fresh (zero) page
 UNKNOWN_ADVICE = 0x7FFF0000  # passed for MADV_* names the header does not define -> EINVAL
 
@@ -46,6 +47,7 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 # could never produce ENOMEM for a range running past the end.
 _libc.madvise.restype = ctypes.c_int
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.sched_getcpu.restype = ctypes.c_int
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -127,12 +129,39 @@ class Mapping:
         _munmap(self.base, PAGE + self.length + self.tail)
 
 
+class _Settler:
+    """Drain this CPU's LRU batches before smaps is read.
+
+    ``MADV_FREE`` queues pages in a per-CPU batch (up to 31) before marking them lazily freed,
+    so ``LazyFree`` reads short until the batch drains (FACTS E9; measured here up to 32 pages
+    short, enough to break a 32-page tolerance on small ranges).  ``MADV_COLD`` starts with
+    ``lru_add_drain()`` for the calling CPU; calling it on a scratch page of our own drains the
+    batches and changes nothing else we measure.  The child is pinned to one CPU so that every
+    batch it filled is on the CPU it drains.
+    """
+
+    def __init__(self) -> None:
+        cpu = _libc.sched_getcpu()
+        if cpu >= 0:
+            os.sched_setaffinity(0, {cpu})
+        self.page = _mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        ctypes.memset(self.page, 1, 1)
+
+    def __call__(self) -> None:
+        _libc.madvise(self.page, PAGE, MADV_COLD)
+
+
+_settle = None
+
+
 def _smaps_regions(ranges: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     """Rss and LazyFree (in pages) of the VMAs inside each named address range (FACTS 4, 23).
 
     A region may be several VMAs (a partial madvise of some advice splits it), so every VMA
     overlapping the range is summed.
     """
+    if _settle is not None:
+        _settle()
     kb = {name: [0, 0] for name in ranges}
     current = None
     with open("/proc/self/smaps", "rb") as f:
@@ -183,6 +212,9 @@ def _tail_guards(steps: list[dict]) -> list[int]:
 
 
 def run(scenario: dict, emit) -> None:
+    global _settle
+    if not scenario.get("settle_lru", True):
+        _settle = None   # read smaps as it is, batches and all (to show FACTS E9)
     steps = scenario["steps"]
     guards = _tail_guards(steps)
     regions: dict[str, Mapping] = {}
@@ -231,6 +263,8 @@ def _warm_up() -> None:
     arenas) is charged to the parent's cgroup and reused later, so that the budget measures the
     scenario's own pages and not the measuring code (docs/KERNEL-NOTES.md, "budget overhead").
     """
+    global _settle
+    _settle = _Settler()
     m = Mapping(1 << 20, False, PAGE)
     m.pages(0, m.length)[...] = WRITE_BYTE
     int(m.pages(0, m.length).size - np.count_nonzero(m.pages(0, m.length)))
