@@ -135,6 +135,25 @@ def test_top_trimming_and_trim_threshold_minus_one():
     assert rows[7].syscalls["brk"] == rows[8].syscalls["brk"] == 0
 
 
+def test_trimming_a_32_byte_top_grows_the_heap():
+    """glibc quirk (measured): systrim's unsigned arithmetic turns a 32-byte top into sbrk(+n)."""
+    rows = run([{"op": "mallopt", "param": "M_TOP_PAD", "value": 0},
+                m("a", 3400),                       # 656 + 3408 = 4064: leaves exactly 32 bytes of top
+                {"op": "malloc_trim", "pad": 0},
+                {"op": "malloc_trim", "pad": 0},
+                m("b", 4080),                       # nb = 4096 of the 4128-byte top leaves 32 again
+                {"op": "malloc_trim", "pad": 100000}])
+    assert rows[1].heap_size == 4096 and rows[1].mallinfo["keepcost"] == 32
+    trim = rows[2]
+    assert trim.result == 1 and trim.heap_size == 8192 and trim.syscalls["brk"] == 1
+    assert trim.mallinfo["keepcost"] == 32 + 4096
+    # a 4128-byte top is not trimmed: ALIGN_DOWN(4128 - 33, 4096) = 0
+    assert rows[3].result == 0 and rows[3].heap_size == 8192 and rows[3].mallinfo["keepcost"] == 4128
+    # pad 100000: the heap grows by ALIGN_UP(100001, 4096) = 102400
+    assert rows[4].mallinfo["keepcost"] == 32
+    assert rows[5].heap_size - rows[4].heap_size == 102400
+
+
 # ------------------------------------------------------------------ mmap and the dynamic threshold
 
 

@@ -105,6 +105,9 @@ EDGE_CASES = {
     # M_MMAP_MAX 1: the second large block goes to the heap while the first is mapped
     "mmap_max_one": [_opt("M_MMAP_MAX", 1), _m("a", 1 << 20), _m("b", 1 << 20), _f("a"), _f("b")],
     "trim_pads": [_m("a", 200000), _f("a"), _trim(4095), _trim(1 << 20), _trim(1)],
+    # systrim on a 32-byte top grows the heap (unsigned arithmetic in glibc 2.36)
+    "trim_of_minimal_top": [_opt("M_TOP_PAD", 0), _m("a", 3400), _trim(0), _trim(0), _m("b", 4080),
+                            _trim(100000), _opt("M_TRIM_THRESHOLD", 0), _m("c", 70000), _f("c")],
     # the order in which malloc_consolidate empties a fastbin decides which chunk comes back
     "fastbin_consolidation_order": ([_m(f"t{i}", 32) for i in range(7)]
                                     + [_m("X", 32), _m("g1", 32), _m("Y", 32), _m("g2", 32)]

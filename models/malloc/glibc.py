@@ -89,12 +89,11 @@ def bin_index(size: int) -> int:
     return 126
 
 
+_U64 = 1 << 64
+
+
 def _align_up(n: int, a: int) -> int:
     return -(-n // a) * a
-
-
-def _align_down(n: int, a: int) -> int:
-    return n // a * a
 
 
 @dataclass
@@ -449,10 +448,17 @@ class GlibcMalloc:
     # ---------------------------------------------------------------- giving memory back
 
     def _systrim(self, pad: int) -> int:
+        # glibc's arithmetic, in C types: top_area is a long compared with the
+        # size_t pad as unsigned, and extra is computed unsigned then stored in a
+        # long.  With a 32-byte top, top_area is -1, the test passes and extra is
+        # negative, so "trimming" calls sbrk(+n) and the heap grows by
+        # ALIGN_UP(pad + 1, 4096) (measured on glibc 2.36, see LIMITS.md).
         top_area = self.top_size - MINSIZE - 1
-        if top_area <= pad:
+        if top_area % _U64 <= pad:
             return 0
-        extra = _align_down(top_area - pad, PAGE_SIZE)
+        extra = ((top_area - pad) % _U64) & ~(PAGE_SIZE - 1)
+        if extra >= _U64 // 2:
+            extra -= _U64
         if extra == 0:
             return 0
         self._sbrk(-extra)
