@@ -195,3 +195,21 @@ def test_main_in_process_returns_2_for_bad_input(tmp_path, capsys):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "a scenario must be a JSON object" in err
+
+
+def test_budget_without_usable_cgroups_is_exit_3_with_the_reason(monkeypatch, capsys):
+    import models.realkernel.cgroup as cgroup
+    monkeypatch.setattr(cgroup, "cgroup_support", lambda: (False, "no memory controller here"))
+    assert main(["lazyfree-reclaim", "--engine", "kernel"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot run on the real kernel here" in err and "memory_limit" in err
+    assert "no memory controller here" in err
+
+
+def test_scenario_without_budget_runs_without_cgroups(monkeypatch, capsys):
+    _require_kernel_engine()
+    import models.realkernel.cgroup as cgroup
+    monkeypatch.setattr(cgroup, "cgroup_support", lambda: (False, "no memory controller here"))
+    assert main(["zero-page-read", "--engine", "kernel", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[1]["zero_pages"] == 16384 and rows[1]["rss_pages"] == 0
