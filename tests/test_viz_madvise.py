@@ -97,11 +97,12 @@ def test_reuse_refuses_bad_input():
 
 def test_reuse_grid_is_complete_and_small():
     grid = m.reuse_vs_advice.grid()
-    assert grid.combinations == 2 * 4 * 2 * 5
-    assert grid.payload_bytes < 300_000
-    # advice, kernel, swap, percent: MADV_DONTNEED on 6.x without swap, 100 %
-    fig = grid.figure_at([0, 3, 0, 4])
+    assert grid.combinations == 2 * 4 * 2 * 5 * 2
+    assert grid.payload_bytes < 400_000
+    # advice, kernel, swap, percent, constants: MADV_DONTNEED on 6.x without swap, 100 %, E3
+    fig = grid.figure_at([0, 3, 0, 4, 0])
     assert fig["data"][0]["y"] == [0, 64, 0, 0]
+    assert fig["data"][2]["y"] == [pytest.approx(FULL * 1200 / 1e6)]
 
 
 # ------------------------------------------------------------------ read vs write
@@ -174,3 +175,23 @@ def test_quiz_rule_names_the_deciding_rule():
             assert advice == "MADV_DONTNEED"
             seen.add("dontneed")
     assert seen == {"einval", "passthrough", "lazy", "dontneed"}
+
+
+# ------------------------------------------------------------------ this machine's constants
+
+def test_measured_constants_show_the_fault_per_page_difference():
+    """On the real kernel: the rewrite after MADV_DONTNEED faults once per page, after MADV_FREE
+    never, and costs more (FACTS 8-9).  Absolute times vary with the machine and its load."""
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("measuring madvise needs Linux")
+    c = m.measure_costs(region_mib=16, rounds=3)
+    assert c.dontneed_retouch_faults == pytest.approx(1.0, abs=0.02)
+    assert c.free_retouch_faults == pytest.approx(0.0, abs=0.02)
+    assert c.dontneed_retouch_ns > c.free_retouch_ns
+    model = c.cost_model()
+    assert model.madvise_ns("MADV_FREE", 1) == pytest.approx(c.free_call_ns)
+    assert model.touch_ns(1, 1, 1) == pytest.approx(c.dontneed_retouch_ns)
+    assert "measured now" in c.table()
+    with pytest.raises(ModelInputError, match=r"region_mib must be a whole number in 4\.\.256"):
+        m.measure_costs(region_mib=1024)

@@ -16,6 +16,7 @@ Two explorables, both driven by the kernel page model (``models.kernel.replay.it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -48,8 +49,8 @@ _STATE_COLOURS = {
     PageState.ZERO_PAGE: COLORS["zero_page"],
     PageState.RESIDENT: COLORS["resident"],
     PageState.LAZYFREE: COLORS["lazyfree"],
-    PageState.RECLAIMED: "#000000",
-    PageState.SWAPPED: "#0072B2",
+    PageState.RECLAIMED: COLORS["free"],     # as on the page map (models/viz/pagemap.py)
+    PageState.SWAPPED: "#882255",
 }
 _STATE_WORDS = {
     PageState.NOT_PRESENT: "not present",
@@ -121,6 +122,19 @@ def reuse_scenario(advice: str, reused_percent: int, region_mib: int = REGION_MI
     return Scenario(tuple(steps), name=f"ch04-reuse-{advice}-{reused_percent}")
 
 
+@lru_cache(maxsize=None)
+def _play_reuse(advice: str, kernel_version: str, swap: bool, reused_percent: int) -> tuple:
+    """The page model's observations after the madvise step and after the rewrite (cached:
+    the explorable asks for every combination several times)."""
+    snap = {}
+    scenario = reuse_scenario(advice, reused_percent)
+    for result, space in iter_play(scenario, kernel_version=kernel_version, swap=swap):
+        snap[result.step] = (result, space.rss_pages(), space.lazyfree_pages(),
+                             space.count(PageState.LAZYFREE))
+    after_reuse = snap.get(3, (None,) + snap[2][1:])
+    return snap[2] + after_reuse
+
+
 def reuse_model(advice: str, kernel_version: str, swap: bool, reused_percent: int,
                 cost: CostModel = DEFAULT_COST) -> Reuse:
     """Play :func:`reuse_scenario` on the page model and price it with ``cost`` (FACTS 9, E3).
@@ -133,15 +147,11 @@ def reuse_model(advice: str, kernel_version: str, swap: bool, reused_percent: in
     _check_choice("kernel_version", kernel_version, KERNELS.values())
     if not isinstance(swap, bool):
         raise ModelInputError(f"swap must be True or False, got {swap!r}")
-    scenario = reuse_scenario(advice, reused_percent)
+    reuse_scenario(advice, reused_percent)        # validates advice and reused_percent
     profile = profile_for(kernel_version, swap)
-    snap = {}
-    for result, space in iter_play(scenario, kernel_version=kernel_version, swap=swap):
-        snap[result.step] = (result, space.rss_pages(), space.lazyfree_pages(),
-                             space.count(PageState.LAZYFREE))
+    madv, rss_m, lf_m, lazy_m, reuse, rss_r, lf_r, lazy_r = _play_reuse(
+        advice, kernel_version, swap, int(reused_percent))
     region_pages = REGION_MIB * MiB // PAGE_SIZE
-    madv, rss_m, lf_m, lazy_m = snap[2]
-    reuse, rss_r, lf_r, lazy_r = snap.get(3, (None, rss_m, lf_m, lazy_m))
     if madv.error:
         acts_as = None
     elif advice == "MADV_FREE" and not profile.lazy_free:
@@ -166,8 +176,19 @@ def _kernel_label(version: str) -> str:
     return [k for k, v in KERNELS.items() if v == version][0]
 
 
-def describe_reuse(advice: str, kernel_version: str, swap: bool, reused_percent: int) -> str:
-    r = reuse_model(advice, kernel_version, swap, reused_percent)
+#: Where the explorable's cost constants come from.
+CONSTANTS = {"the book's machine (FACTS E3)": "book", "this machine, measured now": "measured"}
+
+
+def cost_for(constants: str) -> CostModel:
+    """The FACTS E3 defaults, or this machine's constants (measured once per process)."""
+    _check_choice("constants", constants, CONSTANTS.values())
+    return DEFAULT_COST if constants == "book" else machine_costs().cost_model()
+
+
+def describe_reuse(advice: str, kernel_version: str, swap: bool, reused_percent: int,
+                   constants: str = "book") -> str:
+    r = reuse_model(advice, kernel_version, swap, reused_percent, cost=cost_for(constants))
     where = f"On {_kernel_label(kernel_version)} {'with' if swap else 'without'} swap"
     if r.madvise_error:
         head = (f"{where}, {advice} fails with {r.madvise_error}: nothing is released and RSS "
@@ -181,12 +202,15 @@ def describe_reuse(advice: str, kernel_version: str, swap: bool, reused_percent:
                 f"{_mib(r.rss_after_madvise):g} MiB ({lf})")
     return (f"{head}. Writing {reused_percent} % again takes {r.reuse_faults:,} page faults and "
             f"ends at RSS {_mib(r.rss_after_reuse):g} MiB; the model estimates "
-            f"{r.call_ns / 1e6:.1f} ms for the call and {r.reuse_ns / 1e6:.1f} ms for the rewrite.")
+            f"{r.call_ns / 1e6:.1f} ms for the call and {r.reuse_ns / 1e6:.1f} ms for the rewrite "
+            f"({cost_for(constants).source}).")
 
 
-def reuse_figure(advice: str, kernel_version: str, swap: bool, reused_percent: int) -> go.Figure:
-    r = reuse_model(advice, kernel_version, swap, reused_percent)
-    worst = reuse_model("MADV_DONTNEED", "6.x", False, 100)
+def reuse_figure(advice: str, kernel_version: str, swap: bool, reused_percent: int,
+                 constants: str = "book") -> go.Figure:
+    cost = cost_for(constants)
+    r = reuse_model(advice, kernel_version, swap, reused_percent, cost=cost)
+    worst = max(reuse_model(a, "6.x", False, 100, cost=cost).total_ns for a in ADVICE)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.66, 0.34], horizontal_spacing=0.14,
                         subplot_titles=("Memory the process shows (MiB)",
                                         "Estimated time (ms)"))
@@ -232,10 +256,10 @@ def reuse_figure(advice: str, kernel_version: str, swap: bool, reused_percent: i
                        xref="paper", yref="paper", x=0, y=1.16, xanchor="left", showarrow=False,
                        font=dict(size=13, color=badge_colour))
     fig.update_yaxes(title_text="MiB", range=[0, REGION_MIB * 1.18], row=1, col=1)
-    fig.update_yaxes(title_text="ms", range=[0, worst.total_ns / 1e6 * 1.1], row=1, col=2)
+    fig.update_yaxes(title_text="ms", range=[0, worst / 1e6 * 1.1], row=1, col=2)
     fig.update_xaxes(title_text="quantity (smaps)", tickangle=0, row=1, col=1)
-    fig.update_xaxes(title_text=f"{r.advised_pages:,} pages advised, {r.reused_pages:,} rewritten",
-                     row=1, col=2)
+    fig.update_xaxes(title_text=f"{r.advised_pages:,} pages advised, {r.reused_pages:,} rewritten<br>"
+                                f"<sup>{cost.source}</sup>", row=1, col=2)
     fig.update_layout(barmode="stack", height=470, margin=dict(t=110, b=60, l=60, r=20),
                       legend=dict(orientation="h", x=1, xanchor="right", y=-0.22, yanchor="top"),
                       title=dict(text=f"64 MiB released with {advice} on {_kernel_label(kernel_version)}, "
@@ -252,6 +276,7 @@ reuse_vs_advice = Explorable(
     kernel_version=Dropdown(KERNELS, label="kernel", default="6.x"),
     swap=Toggle(label="swap", default=False),
     reused_percent=Slider(PERCENT, label="written again", unit=" %", default=50),
+    constants=Dropdown(CONSTANTS, label="cost constants", default="book"),
 )
 
 
@@ -299,7 +324,14 @@ def read_vs_write_scenario(access: str, touched_percent: int, pressure: bool) ->
 
 
 def read_vs_write_model(access: str, touched_percent: int, pressure: bool) -> ReadVsWrite:
-    """Play :func:`read_vs_write_scenario` on the page model (Linux 6.18, no swap)."""
+    """Play :func:`read_vs_write_scenario` on the page model (Linux 6.18, no swap; cached, so
+    ``states`` is read-only)."""
+    read_vs_write_scenario(access, touched_percent, pressure)     # validates the parameters
+    return _read_vs_write(access, int(touched_percent), pressure)
+
+
+@lru_cache(maxsize=64)
+def _read_vs_write(access: str, touched_percent: int, pressure: bool) -> ReadVsWrite:
     scenario = read_vs_write_scenario(access, touched_percent, pressure)
     last = len(scenario.steps) - 1
     states = rss = lazy = reclaimed = None
@@ -309,6 +341,7 @@ def read_vs_write_model(access: str, touched_percent: int, pressure: bool) -> Re
             raise AssertionError(f"read_vs_write scenario failed at step {result.step}: {result.error}")
         if result.step == last - 1:
             states = np.array(space.states("heap"))
+            states.flags.writeable = False
             rss, lazy, reclaimed = space.rss_pages(), space.lazyfree_pages(), space.reclaimed_pages
         if result.step == last:
             final = result
@@ -368,7 +401,7 @@ def read_vs_write_figure(access: str, touched_percent: int, pressure: bool) -> g
                          cliponaxis=False, showlegend=False,
                          hovertemplate="%{x}: %{y} MiB<extra></extra>"), row=2, col=1)
     zeros = _mib(r.final_read_zero_pages)
-    fig.add_trace(go.Bar(x=["read back<br>as zeros (MiB)"], y=[zeros], marker_color="#000000",
+    fig.add_trace(go.Bar(x=["read back<br>as zeros (MiB)"], y=[zeros], marker_color=COLORS["free"],
                          text=[f"{zeros:g} MiB"], textposition="outside", cliponaxis=False,
                          showlegend=False, hovertemplate="%{y} MiB of zeros<extra></extra>"),
                   row=2, col=2)
@@ -421,3 +454,122 @@ def quiz_rule(quiz) -> str:
                 "and without memory pressure reads return the old data")
     lazyfree = "" if profile.smaps_lazyfree else " This kernel's smaps has no LazyFree field."
     return f"Rule: {profile.describe()}; {rule}.{lazyfree}"
+
+
+# ------------------------------------------------------------------ this machine's constants
+
+#: ``madvise`` advice values (``<asm-generic/mman-common.h>``; MADV_FREE is 8, not the 5 of the
+#: 2015 patch posting) and MADV_NOHUGEPAGE, which keeps the measurement at 4 KiB pages (FACTS 29-30).
+_MADV_DONTNEED, _MADV_FREE, _MADV_NOHUGEPAGE = 4, 8, 15
+
+
+@dataclass(frozen=True)
+class CostMeasurement:
+    """Per-page times measured on this machine, as in FACTS E3 (medians over ``rounds``)."""
+
+    kernel: str
+    region_mib: int
+    rounds: int
+    dontneed_call_ns: float
+    dontneed_retouch_ns: float
+    dontneed_retouch_faults: float    # minor faults per page during the rewrite
+    free_call_ns: float
+    free_retouch_ns: float
+    free_retouch_faults: float
+
+    def cost_model(self) -> CostModel:
+        return CostModel.from_measurement(
+            dontneed_call_ns=self.dontneed_call_ns, dontneed_retouch_ns=self.dontneed_retouch_ns,
+            free_call_ns=self.free_call_ns, free_retouch_ns=self.free_retouch_ns,
+            source=f"measured on Linux {self.kernel}")
+
+    def table(self) -> str:
+        d = DEFAULT_COST
+        rows = [("MADV_DONTNEED: the call", self.dontneed_call_ns, d.ns_per_madvise_page["MADV_DONTNEED"], None),
+                ("MADV_DONTNEED: write again", self.dontneed_retouch_ns,
+                 d.ns_per_fault + d.ns_per_zeroed_page + d.ns_per_touch, self.dontneed_retouch_faults),
+                ("MADV_FREE: the call", self.free_call_ns, d.ns_per_madvise_page["MADV_FREE"], None),
+                ("MADV_FREE: write again", self.free_retouch_ns, d.ns_per_touch, self.free_retouch_faults)]
+        lines = [f"ns per 4 KiB page, {self.region_mib} MiB, median of {self.rounds} rounds, "
+                 f"Linux {self.kernel}",
+                 f"{'':<28}{'measured now':>14}{'book (E3)':>11}{'faults/page':>13}"]
+        for name, now, book, faults in rows:
+            lines.append(f"{name:<28}{now:>14,.0f}{book:>11,.0f}"
+                         f"{'' if faults is None else f'{faults:.2f}':>13}")
+        return "\n".join(lines)
+
+
+_MACHINE: list = []
+
+
+def machine_costs() -> CostMeasurement:
+    """:func:`measure_costs` run once per process (the explorable's "measured now" constants)."""
+    if not _MACHINE:
+        _MACHINE.append(measure_costs())
+    return _MACHINE[0]
+
+
+def measure_costs(region_mib: int = 64, rounds: int = 5) -> CostMeasurement:
+    """Time ``madvise`` and the rewrite of every page, per advice, in this process (Linux only).
+
+    The region is private anonymous memory with ``MADV_NOHUGEPAGE``; a numpy strided store
+    writes one byte per page, so the Python overhead per page is a few nanoseconds.  Raises
+    ModelInputError for sizes outside 4..256 MiB or rounds outside 1..20, OSError where the
+    calls are not available (not Linux).
+    """
+    import ctypes
+    import mmap
+    import os
+    import resource
+    import sys
+    import time
+
+    if isinstance(region_mib, bool) or not isinstance(region_mib, int) or not 4 <= region_mib <= 256:
+        raise ModelInputError(f"region_mib must be a whole number in 4..256, got {region_mib!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 20:
+        raise ModelInputError(f"rounds must be a whole number in 1..20, got {rounds!r}")
+    if not sys.platform.startswith("linux"):
+        raise OSError(f"measuring madvise needs Linux (this is {sys.platform})")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    length = region_mib * MiB
+    pages = length // PAGE_SIZE
+
+    def call(addr: int, advice: int) -> None:
+        if libc.madvise(addr, length, advice) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"madvise(advice={advice}): {os.strerror(err)}")
+
+    samples = {_MADV_DONTNEED: [], _MADV_FREE: []}
+    for _ in range(rounds):
+        for advice in samples:
+            buf = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            try:
+                anchor = ctypes.c_char.from_buffer(buf)
+                addr = ctypes.addressof(anchor)
+                call(addr, _MADV_NOHUGEPAGE)
+                pagewise = np.frombuffer(buf, dtype=np.uint8)[::PAGE_SIZE]
+                pagewise[:] = 1                                   # every page resident
+                t0 = time.perf_counter_ns()
+                call(addr, advice)
+                t1 = time.perf_counter_ns()
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t2 = time.perf_counter_ns()
+                pagewise[:] = 2                                   # write every page again
+                t3 = time.perf_counter_ns()
+                f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                samples[advice].append(((t1 - t0) / pages, (t3 - t2) / pages, (f1 - f0) / pages))
+            finally:
+                del pagewise, anchor
+                buf.close()
+
+    def med(advice: int, i: int) -> float:
+        return float(np.median([s[i] for s in samples[advice]]))
+
+    return CostMeasurement(kernel=os.uname().release, region_mib=region_mib, rounds=rounds,
+                           dontneed_call_ns=med(_MADV_DONTNEED, 0),
+                           dontneed_retouch_ns=med(_MADV_DONTNEED, 1),
+                           dontneed_retouch_faults=med(_MADV_DONTNEED, 2),
+                           free_call_ns=med(_MADV_FREE, 0), free_retouch_ns=med(_MADV_FREE, 1),
+                           free_retouch_faults=med(_MADV_FREE, 2))
