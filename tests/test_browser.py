@@ -112,9 +112,15 @@ MOVE = """([id, param, pos]) => {
 
 
 def _check_figures(visit: PageVisit, name: str) -> int:
-    visit.page.wait_for_function(
-        "() => Array.from(document.querySelectorAll('.explorable'))"
-        ".every(e => e.getAttribute('data-ready') === 'true')", timeout=20_000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        visit.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.explorable'))"
+            ".every(e => e.getAttribute('data-ready') === 'true')", timeout=20_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{name}: explorables never finished drawing; JS errors: {visit.errors}; "
+                             f"requests that left the site: {visit.left_site}") from None
     figures = visit.page.evaluate(DRAWN)
     for fig in figures:
         assert fig["drawn"] and fig["svg"] > 0 and fig["traces"] > 0 and fig["marks"] > 0, \
