@@ -573,3 +573,137 @@ def measure_costs(region_mib: int = 64, rounds: int = 5) -> CostMeasurement:
                            dontneed_retouch_faults=med(_MADV_DONTNEED, 2),
                            free_call_ns=med(_MADV_FREE, 0), free_retouch_ns=med(_MADV_FREE, 1),
                            free_retouch_faults=med(_MADV_FREE, 2))
+
+
+# ------------------------------------------------------------------ the page map
+
+#: The page map's region: 4 MiB = 1,024 pages, drawn as 16 x 16 cells of 4 pages (one cell per
+#: page would embed about 2 MB of precomputed figures, over the page budget).
+PAGEMAP_MIB = 4
+PAGEMAP_CELLS = 256
+#: With pressure on, the budget: the region's 4 MiB plus 2 MiB, so that a 4 MiB allocation at
+#: step 6 needs 2 MiB back.
+PAGEMAP_LIMIT_MIB = 6
+
+
+def free_pagemap_scenario(pressure: bool) -> Scenario:
+    """Read, write, MADV_FREE, rewrite half, read a quarter, (pressure), MADV_DONTNEED, read.
+
+    Step 6 is always another 4 MiB allocation; only with ``pressure`` does a memory budget
+    make it squeeze the region (without one it changes nothing), so both variants have the
+    same steps and the time slider means the same thing.
+    """
+    if not isinstance(pressure, bool):
+        raise ModelInputError(f"pressure must be True or False, got {pressure!r}")
+    size = PAGEMAP_MIB * MiB
+    steps = (Mmap("heap", size), Touch("heap", 0, size, "read"), Touch("heap", 0, size, "write"),
+             Madvise("heap", 0, size, "MADV_FREE"), Touch("heap", 0, size // 2, "write"),
+             Touch("heap", size // 2, size // 4, "read"), Pressure(size),
+             Madvise("heap", 0, size, "MADV_DONTNEED"), Touch("heap", 0, size, "read"))
+    return Scenario(steps, memory_limit=PAGEMAP_LIMIT_MIB * MiB if pressure else None,
+                    name="ch04-free-pagemap")
+
+
+def free_pagemap_figure(step: int, kernel_version: str, swap: bool, pressure: bool) -> go.Figure:
+    from models.viz.pagemap import pagemap_figure
+    _check_choice("kernel_version", kernel_version, KERNELS.values())
+    budget = f"{PAGEMAP_LIMIT_MIB} MiB budget" if pressure else "no memory limit"
+    return pagemap_figure(free_pagemap_scenario(pressure), step, kernel_version=kernel_version,
+                          swap=swap, legend_codes=_PAGEMAP_LEGEND, max_cells=PAGEMAP_CELLS,
+                          title=(f"4 MiB heap on {_kernel_label(kernel_version)}, "
+                                 f"{'swap' if swap else 'no swap'}, {budget}"))
+
+
+def describe_free_pagemap(step: int, kernel_version: str, swap: bool, pressure: bool) -> str:
+    from models.viz.pagemap import describe_pagemap_step, snapshots
+    run = snapshots(free_pagemap_scenario(pressure), kernel_version=kernel_version, swap=swap)
+    text = describe_pagemap_step(run, step)
+    if not profile_for(kernel_version, swap).smaps_lazyfree:
+        text += " (This kernel's smaps has no LazyFree field: it reads 0.)"
+    return text
+
+
+def _pagemap_controls():
+    import dataclasses
+    from models.kernel.pages import PageState as S
+    from models.viz.pagemap import describe_step
+    steps = free_pagemap_scenario(False).steps
+    slider = Slider(range(len(steps)), label="step", default=0)
+    slider = dataclasses.replace(slider, labels=tuple(f"{i}: {describe_step(s)}"
+                                                      for i, s in enumerate(steps)))
+    legend = tuple(int(s) for s in (S.NOT_PRESENT, S.ZERO_PAGE, S.RESIDENT, S.LAZYFREE, S.RECLAIMED))
+    return slider, legend
+
+
+_PAGEMAP_STEP, _PAGEMAP_LEGEND = _pagemap_controls()
+
+free_pagemap = Explorable(
+    free_pagemap_figure,
+    title="MADV_FREE, page by page",
+    describe=describe_free_pagemap,
+    step=_PAGEMAP_STEP,
+    kernel_version=Dropdown(KERNELS, label="kernel", default="6.x"),
+    swap=Toggle(label="swap", default=False),
+    pressure=Toggle(label="memory pressure at step 6", default=False),
+)
+
+
+# ------------------------------------------------------------------ real-kernel cells
+
+def _parse(obj: dict) -> Scenario:
+    from models.scenario.parse import parse_scenario
+    return parse_scenario(obj)
+
+
+#: MADV_FREE on one region, MADV_DONTNEED on another, then half of each written again: the 50 %
+#: column of :data:`reuse_vs_advice` on the reader's kernel (FACTS E1, E3).
+KERNEL_REUSE = {
+    "name": "ch04-reuse", "description": "MADV_FREE vs MADV_DONTNEED, then half of each rewritten",
+    "steps": [
+        {"op": "mmap", "region": "freed", "length": "64MiB"},
+        {"op": "mmap", "region": "dropped", "length": "64MiB"},
+        {"op": "touch", "region": "freed", "offset": 0, "length": "64MiB", "access": "write"},
+        {"op": "touch", "region": "dropped", "offset": 0, "length": "64MiB", "access": "write"},
+        {"op": "madvise", "region": "freed", "offset": 0, "length": "64MiB", "advice": "MADV_FREE"},
+        {"op": "madvise", "region": "dropped", "offset": 0, "length": "64MiB", "advice": "MADV_DONTNEED"},
+        {"op": "touch", "region": "freed", "offset": 0, "length": "32MiB", "access": "write"},
+        {"op": "touch", "region": "dropped", "offset": 0, "length": "32MiB", "access": "write"},
+        {"op": "munmap", "region": "freed"}, {"op": "munmap", "region": "dropped"}]}
+
+#: The page map's sequence at 64 MiB (FACTS E1): read, write, MADV_FREE, rewrite half, read a
+#: quarter, MADV_DONTNEED, read everything.
+KERNEL_SEQUENCE = {
+    "name": "ch04-sequence", "description": "the page map's sequence at 64 MiB (FACTS E1)",
+    "steps": [
+        {"op": "mmap", "region": "heap", "length": "64MiB"},
+        {"op": "touch", "region": "heap", "offset": 0, "length": "64MiB", "access": "read"},
+        {"op": "touch", "region": "heap", "offset": 0, "length": "64MiB", "access": "write"},
+        {"op": "madvise", "region": "heap", "offset": 0, "length": "64MiB", "advice": "MADV_FREE"},
+        {"op": "touch", "region": "heap", "offset": 0, "length": "32MiB", "access": "write"},
+        {"op": "touch", "region": "heap", "offset": "32MiB", "length": "16MiB", "access": "read"},
+        {"op": "madvise", "region": "heap", "offset": 0, "length": "64MiB", "advice": "MADV_DONTNEED"},
+        {"op": "touch", "region": "heap", "offset": 0, "length": "64MiB", "access": "read"},
+        {"op": "munmap", "region": "heap"}]}
+
+#: MADV_FREE and MADV_DONTNEED on shared anonymous memory (FACTS 14, E6).
+KERNEL_SHARED = {
+    "name": "ch04-shared", "description": "MADV_FREE is EINVAL on MAP_SHARED; MADV_DONTNEED keeps the data",
+    "steps": [
+        {"op": "mmap", "region": "shm", "length": "16MiB", "shared": True},
+        {"op": "touch", "region": "shm", "offset": 0, "length": "16MiB", "access": "write"},
+        {"op": "madvise", "region": "shm", "offset": 0, "length": "16MiB", "advice": "MADV_FREE"},
+        {"op": "madvise", "region": "shm", "offset": 0, "length": "16MiB", "advice": "MADV_DONTNEED"},
+        {"op": "touch", "region": "shm", "offset": 0, "length": "16MiB", "access": "read"},
+        {"op": "munmap", "region": "shm"}]}
+
+
+def kernel_reuse() -> Scenario:
+    return _parse(KERNEL_REUSE)
+
+
+def kernel_sequence() -> Scenario:
+    return _parse(KERNEL_SEQUENCE)
+
+
+def kernel_shared() -> Scenario:
+    return _parse(KERNEL_SHARED)
