@@ -85,6 +85,17 @@ class ProbeResult:
             "majflt": last.majflt - first.majflt,
         }
 
+    def table(self) -> str:
+        """The readings step by step, as the child process saw them."""
+        lines = [f"mmap {self.reserve_mib} MiB, {self.access.replace('_', ' ')} {self.percent} % "
+                 f"of its pages (Linux {self.kernel})",
+                 f"{'after':<12}{'VmSize':>12}{'VmRSS':>12}{'region Size':>13}{'region Rss':>12}"
+                 f"{'ru_minflt':>11}"]
+        for s in self.samples:
+            lines.append(f"{s.step.replace('after ', ''):<12}{s.vsz_kib:>9,} kB{s.rss_kib:>9,} kB"
+                         f"{s.region_size_kib:>10,} kB{s.region_rss_kib:>9,} kB{s.minflt:>11,}")
+        return "\n".join(lines)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
@@ -131,6 +142,19 @@ def measure(reserve_mib: int = 64, percent: int = 50, access: str = "write",
     if proc.returncode != 0:
         raise RuntimeError(f"address-space probe child failed (exit {proc.returncode}): {proc.stderr}")
     return ProbeResult.from_json(proc.stdout)
+
+
+def measure_or_recorded(reserve_mib: int = 64, percent: int = 50,
+                        access: str = "read_then_write") -> tuple[ProbeResult, str]:
+    """Measure here if the probe can run, else the recording (64 MiB / 50 % only); and which."""
+    reason = available()
+    if reason is None:
+        return measure(reserve_mib, percent, access), "measured now on this machine"
+    validate(reserve_mib, percent, access)
+    if (reserve_mib, percent) != (64, 50):
+        raise ModelInputError(f"{reason}; only the recorded 64 MiB / 50 % measurement can be "
+                              f"shown here, got reserve_mib={reserve_mib}, percent={percent}")
+    return recorded(access), f"recorded when this book was built ({reason})"
 
 
 def recorded(access: str = "read_then_write") -> ProbeResult:
