@@ -124,6 +124,23 @@ class ReferenceSpace:
         else:
             self.charged -= sum(1 for s in reg.state if s in (R, L))
 
+    def resize(self, region, new_length):
+        reg = self._region(region)
+        new = -(-new_length // PAGE)
+        if new >= reg.n:
+            extra = new - reg.n
+            for attr, fill in (("state", N), ("data", False), ("accessed", False), ("present", False)):
+                getattr(reg, attr).extend([fill] * extra)
+        else:
+            for p in range(new, reg.n):
+                if reg.state[p] in (R, L):
+                    self.charged -= 1
+                self.file_lru.pop((reg.key, p), None)
+                self.anon_lru.pop((reg.key, p), None)
+            for attr in ("state", "data", "accessed", "present"):
+                del getattr(reg, attr)[new:]
+        reg.n = new
+
     def pressure(self, length):
         n = -(-length // PAGE)
         for _ in range(n):

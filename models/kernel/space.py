@@ -280,31 +280,84 @@ class AddressSpace:
     def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
         minor = major = 0
         cur = lo
+        recheck = lo              # where to look again whether the rest fits without reclaim
+        window = 1024
         while cur < hi:
-            st = vma.state[cur:hi]
-            need = self._need(st, write)
-            demand = 0 if need is None else _count(need)
-            if self.budget_pages is None or demand <= self.budget_pages - self.charged_pages:
-                mi, ma = self._apply_private(vma, cur, hi, write)
-                return minor + mi, major + ma
+            if cur >= recheck:
+                need = self._need(vma.state[cur:hi], write)
+                demand = 0 if need is None else _count(need)
+                if self.budget_pages is None or demand <= self.budget_pages - self.charged_pages:
+                    mi, ma = self._apply_private(vma, cur, hi, write)
+                    return minor + mi, major + ma
+                recheck = cur + (hi - cur) // 2 + 1
             # Reclaim is needed on the way.  It may drop LAZYFREE pages of this very range that
             # the touch has not reached yet (they then need a page themselves), so walk the range
-            # run by run: a run with no LAZYFREE page is charged in bulk (reclaim order does not
-            # depend on when within the run the batches happen), a LAZYFREE run costs nothing.
-            lazy = st == LAZYFREE
+            # run by run: a stretch with no LAZYFREE page is charged in bulk (which pages reclaim
+            # takes does not depend on when within the stretch its rounds happen), a LAZYFREE run
+            # costs nothing.  Runs are looked for in a window, so the walk stays linear.
+            top = min(hi, cur + window)
+            lazy = vma.state[cur:top] == LAZYFREE
             if lazy[0]:
-                run = int(np.argmin(lazy)) if not lazy.all() else hi - cur
+                run = int(np.argmin(lazy)) if not lazy.all() else top - cur
                 mi, ma = self._apply_private(vma, cur, cur + run, write)
                 minor, major, cur = minor + mi, major + ma, cur + run
+                window = max(1024, 4 * run)
                 continue
-            end = cur + (int(np.argmax(lazy)) if lazy.any() else hi - cur)
-            stop = self._fit(vma, cur, end, write)
-            mi, ma = self._apply_private(vma, cur, stop, write)
+            end = cur + (int(np.argmax(lazy)) if lazy.any() else top - cur)
+            window = max(1024, 4 * (end - cur))
+            if self.profile.swap:
+                stop, mi, ma = self._touch_by_rounds(vma, cur, end, write)
+            else:
+                stop = self._fit(vma, cur, end, write)
+                mi, ma = self._apply_private(vma, cur, stop, write)
             minor, major = minor + mi, major + ma
             if stop < end:
                 self._oom(f"{'write' if write else 'read'} of page {stop} of region {vma.name!r}")
             cur = end
         return minor, major
+
+    def _touch_by_rounds(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int, int]:
+        """Touch lo..hi one reclaim round at a time; returns (stop, minor, major).
+
+        With swap, a round may write out a page of this very range, and it matters whether the
+        touch had passed it already (it stays SWAPPED) or not (it is swapped back in), so the
+        range is applied up to each point where the budget runs out.
+        """
+        minor = major = 0
+        cur = lo
+        while cur < hi:
+            pos = self._nth_need(vma, cur, hi, write, self.budget_pages - self.charged_pages)
+            mi, ma = self._apply_private(vma, cur, pos, write)
+            minor, major, cur = minor + mi, major + ma, pos
+            if pos == hi:
+                break
+            if self._reclaim_round() == 0:
+                return pos, minor, major
+        return hi, minor, major
+
+    def _nth_need(self, vma: Vma, lo: int, hi: int, write: bool, k: int) -> int:
+        """Index of the (k+1)-th page in lo..hi that needs a page charged, or hi."""
+        pos = lo
+        while pos < hi:
+            end = min(hi, pos + max(256, 4 * (k + 1)))
+            need = self._need(vma.state[pos:end], write)
+            c = 0 if need is None else _count(need)
+            if c > k:
+                return pos + int(np.flatnonzero(need)[k])
+            k -= c
+            pos = end
+        return hi
+
+    def _reclaim_round(self) -> int:
+        """One reclaim round: up to a batch of lazily freed pages, else (swap) a batch swapped out."""
+        got = shrink_lazyfree(self._file_lru, RECLAIM_BATCH, self._next_seq,
+                              self._to_anon if self.profile.swap else None)
+        self.reclaimed_pages += got
+        if got == 0 and self.profile.swap:
+            got = swap_out(self._anon_lru, RECLAIM_BATCH)
+            self.swapped_out_pages += got
+        self.charged_pages -= got
+        return got
 
     def _fit(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
         """Reclaim until touching pages lo..hi fits the budget; return hi, or the first page
