@@ -144,11 +144,13 @@ class ProbeRun:
 
 
 def run_probe(*, heap="256MiB", liveness: float = 0.25, object_size="8KiB", release: str = "freeosmemory",
-              wait: float = 8.0, pressure="0", madvdontneed: Optional[int] = None,
+              wait: float = 8.0, settle: bool = False, pressure="0", madvdontneed: Optional[int] = None,
               memory_limit=None, layout: str = "interleaved", thp: str = "disable",
               timeout: float = 180.0, cache_dir: Optional[os.PathLike] = None) -> ProbeRun:
     """Run the Go program once in a child process and return its samples.
 
+    ``settle`` (with ``release="scavenger"``): stop watching once the scavenger has released
+    half of the dropped heap and then nothing more for a second (``wait`` still bounds it).
     ``madvdontneed``: None leaves GODEBUG unset (Go 1.19's default is
     ``MADV_DONTNEED``, FACTS 50), 0 or 1 sets ``GODEBUG=madvdontneed=N``.
     ``memory_limit``: bytes (or "320MiB"); the child runs in a fresh memory
@@ -176,7 +178,7 @@ def run_probe(*, heap="256MiB", liveness: float = 0.25, object_size="8KiB", rele
     binary = build_probe(cache_dir)
     argv = [str(binary), f"--heap={heap_b}", f"--object={obj_b}", f"--liveness={liveness!r}",
             f"--layout={layout}", f"--release={release}", f"--wait={wait!r}", f"--pressure={pressure_b}",
-            f"--thp={thp}", "--wait-stdin"]
+            f"--thp={thp}", "--wait-stdin"] + (["--settle"] if settle else [])
     env = {k: v for k, v in os.environ.items() if k not in ("GODEBUG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS")}
     if madvdontneed is not None:
         env["GODEBUG"] = f"madvdontneed={madvdontneed}"

@@ -65,6 +65,7 @@ type config struct {
 	Layout    string  `json:"layout"`
 	Release   string  `json:"release"`
 	Wait      float64 `json:"wait"`
+	Settle    bool    `json:"settle"`
 	Pressure  int64   `json:"pressure"`
 	THP       string  `json:"thp"`
 	GODEBUG   string  `json:"godebug"`
@@ -200,7 +201,8 @@ func main() {
 	flag.Float64Var(&cfg.Liveness, "liveness", 0.25, "fraction of objects kept live, in [0, 1]")
 	flag.StringVar(&cfg.Layout, "layout", "interleaved", "which objects stay live: interleaved|prefix")
 	flag.StringVar(&cfg.Release, "release", "freeosmemory", "how memory goes back: freeosmemory|scavenger")
-	flag.Float64Var(&cfg.Wait, "wait", 5, "seconds to watch the background scavenger (--release scavenger)")
+	flag.Float64Var(&cfg.Wait, "wait", 5, "seconds to watch the background scavenger at most (--release scavenger)")
+	flag.BoolVar(&cfg.Settle, "settle", false, "stop watching once the scavenger released half of the dropped heap and then nothing for 1 s")
 	pressure := flag.String("pressure", "0", "bytes of a second allocation (outside the Go heap), written, then unmapped before re-allocating")
 	flag.StringVar(&cfg.THP, "thp", "disable", "disable: prctl(PR_SET_THP_DISABLE); keep: machine setting")
 	waitStdin := flag.Bool("wait-stdin", false, "print a 'ready' line and wait for one line on stdin before allocating")
@@ -271,10 +273,24 @@ func main() {
 		emit("release", time.Since(t0))
 	} else {
 		// Watch the background scavenger: no allocation happens meanwhile.
+		// When it first wakes in an idle program is up to sysmon (1-8 s
+		// here), so with --settle the watch ends once the scavenger has
+		// released at least half of what was dropped and then nothing
+		// more for a second; --wait bounds it in any case.
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base, last, lastChange := ms.HeapReleased, ms.HeapReleased, time.Now()
 		deadline := t0.Add(time.Duration(cfg.Wait * float64(time.Second)))
 		for time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 			emit("release", time.Since(t0))
+			runtime.ReadMemStats(&ms)
+			if ms.HeapReleased != last {
+				last, lastChange = ms.HeapReleased, time.Now()
+			}
+			if cfg.Settle && int64(last-base) >= int64(dropped)*cfg.Object/2 && time.Since(lastChange) > time.Second {
+				break
+			}
 		}
 	}
 
