@@ -126,7 +126,7 @@ def simulate_release(*, go_version="1.19", kernel_version="6.18", liveness=0.25,
 
     ``release="freeosmemory"`` calls ``debug.FreeOSMemory()`` once; ``"scavenger"``
     watches the background scavenger for ``wait`` seconds (it first wakes
-    ``scavenger_wake_delay`` s after the GC in an idle program: 1-5 s measured here, E10).
+    ``scavenger_wake_delay`` s after the GC in an idle program: 1.4-8 s measured here, E10).
     ``pressure`` bytes: a burst of another allocation in the same ``memory_limit`` after the
     release, unmapped again before re-allocating (the kernel reclaims lazily freed pages
     for it, or OOM-kills).  Returns a Timeline whose phases are ``allocate``, ``gc``,
