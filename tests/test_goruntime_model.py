@@ -383,3 +383,31 @@ def test_cli_bad_args_exit_2_without_traceback(argv, text):
                           cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert proc.returncode == 2
     assert text in proc.stderr and "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+# -- invariants over random inputs ---------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(version=st.sampled_from(["1.11", "1.12", "1.13", "1.16", "1.19", "1.22"]),
+       kernel=st.sampled_from(["4.4", "4.9", "4.14", "5.4", "6.18"]),
+       liveness=st.floats(0, 1), heap_mib=st.integers(1, 96), dontneed=st.sampled_from([None, "0", "1"]),
+       release=st.sampled_from(["freeosmemory", "scavenger"]), pressure_mib=st.integers(0, 64))
+def test_release_invariants(version, kernel, liveness, heap_mib, dontneed, release, pressure_mib):
+    godebug = None if dontneed is None or version == "1.11" else f"madvdontneed={dontneed}"
+    tl = simulate_release(go_version=version, kernel_version=kernel, liveness=liveness, heap=f"{heap_mib}MiB",
+                          godebug=godebug, release=release, wait=2.0, scavenger_wake_delay=0.5,
+                          memory_limit=f"{heap_mib + 40}MiB", pressure=f"{pressure_mib}MiB")
+    assert np.array_equal(tl.heap_inuse_pages + tl.heap_idle_pages, tl.heap_sys_pages)
+    assert np.all(tl.heap_released_pages <= tl.heap_idle_pages)
+    assert np.all(tl.lazyfree_pages <= tl.heap_released_pages)
+    assert np.all(tl.heap_live_pages <= tl.heap_inuse_pages)
+    assert np.all(tl.rss_pages >= 0) and np.all(tl.faults >= 0)
+    if kernel in ("4.4", "4.9"):
+        assert tl.lazyfree_pages.max() == 0            # no MADV_FREE, or no lazy freeing without swap
+    if not tl.meta["oom_killed"]:
+        last = tl.last("reallocate")
+        assert last["heap_inuse_pages"] == tl.last("allocate")["heap_inuse_pages"]
+        # every page the re-allocation wrote is resident again
+        assert last["rss_pages"] >= last["heap_inuse_pages"]
