@@ -411,3 +411,12 @@ def test_release_invariants(version, kernel, liveness, heap_mib, dontneed, relea
         assert last["heap_inuse_pages"] == tl.last("allocate")["heap_inuse_pages"]
         # every page the re-allocation wrote is resident again
         assert last["rss_pages"] >= last["heap_inuse_pages"]
+
+
+def test_simulate_versions_side_by_side():
+    from models.goruntime import simulate_versions
+    out = simulate_versions("release", versions=("1.11", "1.12", "1.16"))
+    assert list(out) == ["1.11", "1.12", "1.16"]
+    assert [out[v].last("release")["lazyfree_pages"] for v in out] == [0, DROPPED, 0]
+    with pytest.raises(ModelInputError, match="kind must be one of"):
+        simulate_versions("both")

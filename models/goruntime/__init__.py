@@ -18,10 +18,10 @@ What the model simplifies is in ``models/goruntime/LIMITS.md``.
 """
 from models.goruntime.cost import DEFAULT_COST, CostModel
 from models.goruntime.heap import DEFAULT_FOOTPRINT, GO_PAGE, Footprint, heap_goal, scavenge_goal_bytes
-from models.goruntime.simulate import parse_gogc, simulate_release, simulate_service
+from models.goruntime.simulate import parse_gogc, simulate_release, simulate_service, simulate_versions
 from models.goruntime.timeline import SERIES, Timeline
 from models.goruntime.versions import KNOWN_VERSIONS, GoPolicy, parse_godebug, parse_go_version, policy_for
 
-__all__ = ["simulate_release", "simulate_service", "Timeline", "SERIES", "CostModel", "DEFAULT_COST",
+__all__ = ["simulate_release", "simulate_service", "simulate_versions", "Timeline", "SERIES", "CostModel", "DEFAULT_COST",
            "Footprint", "DEFAULT_FOOTPRINT", "GoPolicy", "policy_for", "parse_go_version", "parse_godebug",
            "parse_gogc", "heap_goal", "scavenge_goal_bytes", "KNOWN_VERSIONS", "GO_PAGE"]

@@ -356,3 +356,18 @@ def _gc(rt: GoRuntime, target_live: int) -> None:
     if (STEADY_FASTPATH and previous is not None and previous == mark == rt._cycle_mark and heap.live_pages == target_live
             and room_next == runway and room_next > 0):
         rt.enter_steady(room_next)
+
+
+def simulate_versions(kind: str = "service", versions=("1.11", "1.12", "1.13", "1.16", "1.19"),
+                      **kwargs) -> dict:
+    """The same experiment for several Go versions: ``{version: Timeline}`` (for side-by-side figures).
+
+    ``kind`` is ``"service"`` (:func:`simulate_service`) or ``"release"`` (:func:`simulate_release`);
+    ``kwargs`` go to it unchanged (a ``godebug`` is refused for 1.11, which has no such setting).
+    """
+    runners = {"service": simulate_service, "release": simulate_release}
+    if kind not in runners:
+        raise ModelInputError(f"kind must be one of {sorted(runners)}, got {kind!r}")
+    if isinstance(versions, str) or not versions:
+        raise ModelInputError(f"versions must be a non-empty list of Go versions, got {versions!r}")
+    return {v: runners[kind](go_version=v, **kwargs) for v in versions}
