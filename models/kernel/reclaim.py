@@ -32,10 +32,80 @@ RECLAIM_BATCH = 32
 
 
 class _Block:
-    __slots__ = ("vma", "seq", "start", "end", "idx")
+    """Pages ``start..end`` of ``vma`` (or ``idx[start:end]``) whose sequence number is in
+    ``seq_lo..seq``: consecutive MADV_FREE calls walking up one mapping share one block.  A
+    block made by coalescing many small ones keeps per-page bounds (``lo_arr``/``hi_arr``)."""
+    __slots__ = ("vma", "seq_lo", "seq", "start", "end", "idx", "lo_arr", "hi_arr")
 
-    def __init__(self, vma: Vma, seq: int, start: int, end: int, idx: Optional[np.ndarray]):
+    def __init__(self, vma: Vma, seq: int, start: int, end: int, idx: Optional[np.ndarray],
+                 seq_lo: Optional[int] = None):
         self.vma, self.seq, self.start, self.end, self.idx = vma, seq, start, end, idx
+        self.seq_lo = seq if seq_lo is None else seq_lo
+        self.lo_arr = self.hi_arr = None
+
+    def pages_and_bounds(self):
+        """(pages, lo, hi) of the unprocessed part that still lies inside the mapping."""
+        if self.idx is None:
+            pages = np.arange(self.start, min(self.end, self.vma.npages))
+            return pages, self.seq_lo, self.seq
+        pages = self.idx[self.start:self.end]
+        lo, hi = self.seq_lo, self.seq
+        if self.lo_arr is not None:
+            lo, hi = self.lo_arr[self.start:self.end], self.hi_arr[self.start:self.end]
+        keep = pages < self.vma.npages
+        if not keep.all():
+            pages = pages[keep]
+            if self.lo_arr is not None:
+                lo, hi = lo[keep], hi[keep]
+        return pages, lo, hi
+
+    def advance(self, cut: int, pages: np.ndarray, lo, hi) -> None:
+        """Mark the first ``cut`` of ``pages`` (as returned by pages_and_bounds) processed."""
+        if self.idx is None:
+            self.start = int(pages[cut - 1]) + 1
+            return
+        self.idx = pages[cut:]
+        if self.lo_arr is not None:
+            self.lo_arr, self.hi_arr = lo[cut:], hi[cut:]
+        self.start, self.end = 0, len(self.idx)
+
+
+def _on_list(seqs: np.ndarray, lo, hi) -> np.ndarray:
+    if np.isscalar(lo) and lo == hi:
+        return seqs == hi
+    return (seqs >= lo) & (seqs <= hi)
+
+
+#: Blocks smaller than this are merged with their neighbours before reclaim walks them.
+_SMALL_BLOCK = 256
+_COALESCE_PAGES = 1 << 16
+
+
+def _coalesce_front(blocks: deque) -> None:
+    """Merge a run of small front blocks of one mapping into one index block (same order)."""
+    first = blocks[0]
+    vma = first.vma
+    group = []
+    total = 0
+    while blocks and total < _COALESCE_PAGES:
+        b = blocks[0]
+        if b.vma is not vma or b.idx is not None or b.end - b.start > _SMALL_BLOCK:
+            break
+        group.append(blocks.popleft())
+        total += max(0, min(b.end, vma.npages) - b.start)
+    if len(group) < 2:
+        for b in reversed(group):
+            blocks.appendleft(b)
+        return
+    starts = np.array([b.start for b in group], dtype=np.int64)
+    ends = np.minimum(np.array([b.end for b in group], dtype=np.int64), vma.npages)
+    lengths = np.maximum(ends - starts, 0)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    idx = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
+    merged = _Block(vma, group[-1].seq, 0, len(idx), idx, group[0].seq_lo)
+    merged.lo_arr = np.repeat(np.array([b.seq_lo for b in group], dtype=np.int64), lengths)
+    merged.hi_arr = np.repeat(np.array([b.seq for b in group], dtype=np.int64), lengths)
+    blocks.appendleft(merged)
 
 
 class LruList:
@@ -46,7 +116,17 @@ class LruList:
         self.blocks: deque[_Block] = deque()
 
     def add_range(self, vma: Vma, seq: int, start: int, end: int) -> None:
-        """Pages ``start..end`` of ``vma`` whose sequence number is ``seq`` join the young end."""
+        """Pages ``start..end`` of ``vma`` whose sequence number is ``seq`` join the young end.
+
+        ``seq`` must be fresh (larger than any in use).  A call that continues the previous one
+        upwards in the same mapping (a loop of madvise calls) extends its block: address order is
+        then list order, and no other sequence number was handed out in between.
+        """
+        tail = self.blocks[-1] if self.blocks else None
+        if (tail is not None and tail.idx is None and tail.vma is vma and start >= tail.end
+                and seq == tail.seq + 1):
+            tail.end, tail.seq = end, seq
+            return
         self.blocks.append(_Block(vma, seq, start, end, None))
 
     def add_index(self, vma: Vma, seq: int, idx: np.ndarray) -> None:
@@ -57,7 +137,9 @@ class LruList:
         for b in self.blocks:
             vma = vma_map.get(id(b.vma))
             if vma is not None:   # blocks of unmapped VMAs are dead weight: drop them
-                new.blocks.append(_Block(vma, b.seq, b.start, b.end, b.idx))
+                twin = _Block(vma, b.seq, b.start, b.end, b.idx, b.seq_lo)
+                twin.lo_arr, twin.hi_arr = b.lo_arr, b.hi_arr   # never changed in place
+                new.blocks.append(twin)
         return new
 
     def on_list_pages(self) -> list[tuple[str, int]]:
@@ -66,17 +148,10 @@ class LruList:
         for b in self.blocks:
             if not b.vma.alive:
                 continue
-            pages = self._pages(b)
+            pages, lo, hi = b.pages_and_bounds()
             seqs = getattr(b.vma, self.seq_attr)[pages]
-            out.extend((b.vma.name, int(p)) for p in pages[seqs == b.seq])
+            out.extend((b.vma.name, int(p)) for p in pages[_on_list(seqs, lo, hi)])
         return out
-
-    @staticmethod
-    def _pages(b: _Block) -> np.ndarray:
-        if b.idx is None:
-            return np.arange(b.start, min(b.end, b.vma.npages))
-        idx = b.idx[b.start:b.end]
-        return idx[idx < b.vma.npages]
 
 
 def shrink_lazyfree(lru: LruList, want: int, next_seq: Callable[[], int],
@@ -99,47 +174,28 @@ def shrink_lazyfree(lru: LruList, want: int, next_seq: Callable[[], int],
         if not vma.alive:
             blocks.popleft()
             continue
-        if b.idx is None:
-            hi = min(b.end, vma.npages)
-            if b.start >= hi:
-                blocks.popleft()
-                continue
-            sel = slice(b.start, hi)
-            offset_pages = None
-        else:
-            offset_pages = b.idx[b.start:b.end]
-            keep = offset_pages < vma.npages
-            if not keep.all():
-                offset_pages = offset_pages[keep]
-            if offset_pages.size == 0:
-                blocks.popleft()
-                continue
-            sel = offset_pages
-        on = vma.lru_seq[sel] == b.seq
-        st = vma.state[sel]
+        if b.idx is None and b.end - b.start <= _SMALL_BLOCK and len(blocks) > 1:
+            _coalesce_front(blocks)
+            b = blocks[0]
+        pages, lo, hi = b.pages_and_bounds()
+        if pages.size == 0:
+            blocks.popleft()
+            continue
+        on = _on_list(vma.lru_seq[pages], lo, hi)
+        st = vma.state[pages]
         lazy = on & (st == LAZYFREE)
-        young = lazy & vma.accessed[sel]
+        young = lazy & vma.accessed[pages]
         drop = lazy & ~young
         need = want - freed
         ndrop = int(np.count_nonzero(drop))
         if ndrop > need:
             # Stop right after the need-th droppable page; the rest of the block stays queued.
             cut = int(np.flatnonzero(drop)[need - 1]) + 1
-            on, st, lazy, young, drop = on[:cut], st[:cut], lazy[:cut], young[:cut], drop[:cut]
+            b.advance(cut, pages, lo, hi)
+            pages, on, st, young, drop = pages[:cut], on[:cut], st[:cut], young[:cut], drop[:cut]
             ndrop = need
-            if b.idx is None:
-                sel = slice(b.start, b.start + cut)
-                b.start += cut
-            else:
-                sel = offset_pages[:cut]
-                b.idx = offset_pages[cut:]
-                b.start, b.end = 0, len(b.idx)
         else:
             blocks.popleft()
-        if b.idx is None and isinstance(sel, slice):
-            pages = np.arange(sel.start, sel.stop)
-        else:
-            pages = sel
         if ndrop:
             dp = pages[drop]
             vma.state[dp] = RECLAIMED
@@ -174,23 +230,22 @@ def swap_out(lru: LruList, want: int) -> int:
     while freed < want and blocks:
         b = blocks[0]
         vma = b.vma
-        pages = LruList._pages(b)
-        if not vma.alive or pages.size == 0:
+        if not vma.alive:
             blocks.popleft()
             continue
-        on = (vma.anon_seq[pages] == b.seq) & (vma.state[pages] == RESIDENT)
-        cand = pages[on]
+        pages, lo, hi = b.pages_and_bounds()
+        if pages.size == 0:
+            blocks.popleft()
+            continue
+        on = _on_list(vma.anon_seq[pages], lo, hi) & (vma.state[pages] == RESIDENT)
         need = want - freed
-        if cand.size > need:
-            cand = cand[:need]
-            last = int(np.searchsorted(pages, cand[-1])) + 1 if b.idx is None else None
-            if b.idx is None:
-                b.start = int(pages[0]) + last
-            else:
-                rest = pages[int(np.flatnonzero(pages == cand[-1])[0]) + 1:]
-                b.idx, b.start, b.end = rest, 0, len(rest)
+        if int(np.count_nonzero(on)) > need:
+            cut = int(np.flatnonzero(on)[need - 1]) + 1
+            b.advance(cut, pages, lo, hi)
+            pages, on = pages[:cut], on[:cut]
         else:
             blocks.popleft()
+        cand = pages[on]
         if cand.size:
             vma.state[cand] = SWAPPED
             vma.anon_seq[cand] = 0

@@ -278,31 +278,25 @@ class AddressSpace:
         return None                    # a private read never allocates without swap
 
     def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
+        if self.budget_pages is None:
+            return self._apply_private(vma, lo, hi, write)
         minor = major = 0
         cur = lo
-        recheck = lo              # where to look again whether the rest fits without reclaim
         window = 1024
         while cur < hi:
-            if cur >= recheck:
-                need = self._need(vma.state[cur:hi], write)
-                demand = 0 if need is None else _count(need)
-                if self.budget_pages is None or demand <= self.budget_pages - self.charged_pages:
-                    mi, ma = self._apply_private(vma, cur, hi, write)
-                    return minor + mi, major + ma
-                recheck = cur + (hi - cur) // 2 + 1
-            # Reclaim is needed on the way.  It may drop LAZYFREE pages of this very range that
-            # the touch has not reached yet (they then need a page themselves), so walk the range
-            # run by run: a stretch with no LAZYFREE page is charged in bulk (which pages reclaim
-            # takes does not depend on when within the stretch its rounds happen), a LAZYFREE run
-            # costs nothing.  Runs are looked for in a window, so the walk stays linear.
+            # Up to the first page that does not fit, no reclaim happens: touch in bulk.
+            pos = self._nth_need(vma, cur, hi, write, self.budget_pages - self.charged_pages)
+            if pos > cur:
+                mi, ma = self._apply_private(vma, cur, pos, write)
+                minor, major, cur = minor + mi, major + ma, pos
+            if cur >= hi:
+                break
+            # Page ``cur`` needs reclaim.  Reclaim may drop LAZYFREE pages of this very range
+            # that the touch has not reached yet (they then need a page themselves), so go on
+            # only up to the next LAZYFREE page: in a stretch without one, which pages reclaim
+            # takes does not depend on when within the stretch its rounds happen.
             top = min(hi, cur + window)
             lazy = vma.state[cur:top] == LAZYFREE
-            if lazy[0]:
-                run = int(np.argmin(lazy)) if not lazy.all() else top - cur
-                mi, ma = self._apply_private(vma, cur, cur + run, write)
-                minor, major, cur = minor + mi, major + ma, cur + run
-                window = max(1024, 4 * run)
-                continue
             end = cur + (int(np.argmax(lazy)) if lazy.any() else top - cur)
             window = max(1024, 4 * (end - cur))
             if self.profile.swap:
@@ -338,8 +332,10 @@ class AddressSpace:
     def _nth_need(self, vma: Vma, lo: int, hi: int, write: bool, k: int) -> int:
         """Index of the (k+1)-th page in lo..hi that needs a page charged, or hi."""
         pos = lo
+        step = max(256, 4 * (k + 1))
         while pos < hi:
-            end = min(hi, pos + max(256, 4 * (k + 1)))
+            end = min(hi, pos + step)
+            step *= 2
             need = self._need(vma.state[pos:end], write)
             c = 0 if need is None else _count(need)
             if c > k:
