@@ -177,7 +177,7 @@ def _kernel_label(version: str) -> str:
 
 
 #: Where the explorable's cost constants come from.
-CONSTANTS = {"the book's machine (FACTS E3)": "book", "this machine, measured now": "measured"}
+CONSTANTS = {"the book's machine": "book", "this machine, measured now": "measured"}
 
 
 def cost_for(constants: str) -> CostModel:
@@ -195,6 +195,16 @@ def cost_for(constants: str) -> CostModel:
         import dataclasses
         return dataclasses.replace(DEFAULT_COST, source=f"could not measure here ({exc}); "
                                                         f"showing {DEFAULT_COST.source}")
+
+
+def cost_label(constants: str) -> str:
+    """Where the explorable's per-page costs come from, in words for the reader."""
+    if constants == "book":
+        return "the per-page costs measured on the book's machine (Linux 6.18)"
+    source = cost_for(constants).source
+    if source.startswith("measured on "):
+        return f"the per-page costs measured now, on {source[len('measured on '):]}"
+    return "the book's per-page costs (nothing could be measured here)"
 
 
 def machine_costs_text() -> str:
@@ -221,8 +231,8 @@ def describe_reuse(advice: str, kernel_version: str, swap: bool, reused_percent:
                 f"{_mib(r.rss_after_madvise):g} MiB ({lf})")
     return (f"{head}. Writing {reused_percent} % again takes {r.reuse_faults:,} page faults and "
             f"ends at RSS {_mib(r.rss_after_reuse):g} MiB; the model estimates "
-            f"{r.call_ns / 1e6:.1f} ms for the call and {r.reuse_ns / 1e6:.1f} ms for the rewrite "
-            f"({cost_for(constants).source}).")
+            f"{r.call_ns / 1e6:.1f} ms for the call and {r.reuse_ns / 1e6:.1f} ms for the rewrite, "
+            f"with {cost_label(constants)}.")
 
 
 def reuse_figure(advice: str, kernel_version: str, swap: bool, reused_percent: int,
@@ -277,12 +287,15 @@ def reuse_figure(advice: str, kernel_version: str, swap: bool, reused_percent: i
     fig.update_yaxes(title_text="MiB", range=[0, REGION_MIB * 1.18], row=1, col=1)
     fig.update_yaxes(title_text="ms", range=[0, worst / 1e6 * 1.1], row=1, col=2)
     fig.update_xaxes(title_text="quantity (smaps)", tickangle=0, row=1, col=1)
-    fig.update_xaxes(title_text=f"{r.advised_pages:,} pages advised, {r.reused_pages:,} rewritten<br>"
-                                f"<sup>{cost.source}</sup>", row=1, col=2)
+    fig.add_annotation(text=f"<b>{r.total_ns / 1e6:.1f} ms</b>", x="this run", y=r.total_ns / 1e6,
+                       yanchor="bottom", showarrow=False, row=1, col=2)
+    fig.update_xaxes(title_text=f"{r.advised_pages:,} pages advised,<br>{r.reused_pages:,} rewritten",
+                     row=1, col=2)
     fig.update_layout(barmode="stack", height=470, margin=dict(t=110, b=60, l=60, r=20),
                       legend=dict(orientation="h", x=1, xanchor="right", y=-0.22, yanchor="top"),
                       title=dict(text=f"64 MiB released with {advice} on {_kernel_label(kernel_version)}, "
-                                      f"{'swap' if swap else 'no swap'}; {reused_percent} % written again",
+                                      f"{'swap' if swap else 'no swap'}; {reused_percent} % written again"
+                                      f"<br><sup>times: {cost_label(constants)}</sup>",
                                  font_size=15))
     return fig
 
@@ -395,8 +408,7 @@ def read_vs_write_figure(access: str, touched_percent: int, pressure: bool) -> g
     fig = make_subplots(rows=2, cols=2, row_heights=[0.3, 0.7], column_widths=[0.6, 0.4],
                         specs=[[{"colspan": 2}, None], [{}, {}]], vertical_spacing=0.26,
                         horizontal_spacing=0.14,
-                        subplot_titles=("The region before the final read, page by page",
-                                        "Before the final read (MiB)", "The final read of all 64 MiB"))
+                        subplot_titles=("", "Before the final read (MiB)", "The final read of all 64 MiB"))
     present = sorted(set(int(c) for c in cells) | {PageState.RESIDENT, PageState.LAZYFREE,
                                                     PageState.RECLAIMED})
     # A discrete colour scale over the PageState codes (0..5).
@@ -428,7 +440,8 @@ def read_vs_write_figure(access: str, touched_percent: int, pressure: bool) -> g
                          marker_color=COLORS["faults"], text=[f"{r.final_read_faults:,}"],
                          textposition="outside", cliponaxis=False, showlegend=False,
                          hovertemplate="%{text} faults<extra></extra>"), row=2, col=2)
-    fig.update_xaxes(title_text="offset in the region (MiB)", range=[0, REGION_MIB], row=1, col=1)
+    fig.update_xaxes(title_text="offset in the region (MiB); page states before the final read",
+                     range=[0, REGION_MIB], row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=1, col=1)
     fig.update_yaxes(title_text="MiB", range=[0, REGION_MIB * 1.2], row=2, col=1)
     fig.update_yaxes(title_text="MiB / thousands of faults",
