@@ -623,6 +623,16 @@ class AddressSpace:
         view.flags.writeable = False
         return view
 
+    def lazyfree_lru(self, region: str) -> np.ndarray:
+        """Per page, whether the kernel still has it marked lazily freed (not swap-backed).
+
+        True for LAZYFREE pages and for pages written since MADV_FREE that reclaim has not
+        looked at yet: /proc/kpageflags shows both without SWAPBACKED (measured), while smaps
+        ``LazyFree`` counts only the clean ones.
+        """
+        vma = self._vma(region)
+        return vma.lru_seq[:vma.npages] != 0
+
     def reclaim_order(self) -> list[tuple[str, int]]:
         """(region, page) of every page on the lazyfree LRU, next to be reclaimed first."""
         return self._file_lru.on_list_pages()
