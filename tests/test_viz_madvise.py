@@ -167,7 +167,7 @@ def test_quiz_rule_names_the_deciding_rule():
         if "fails with EINVAL" in rule:
             assert madv.error == "EINVAL" and advice == "MADV_FREE"
             seen.add("einval")
-        elif "passed to MADV_DONTNEED" in rule:
+        elif "pass MADV_FREE to MADV_DONTNEED" in rule:
             assert madv.lazyfree_pages == 0 and madv.rss_pages < results[1].rss_pages
             seen.add("passthrough")
         elif "is lazy here" in rule:

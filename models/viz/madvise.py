@@ -479,13 +479,14 @@ def quiz_rule(quiz) -> str:
         rule = ("this kernel has no MADV_FREE (before 4.5): madvise fails with EINVAL and "
                 "nothing is released")
     elif not profile.lazy_free:
-        rule = ("on 4.5-4.11 without swap MADV_FREE is passed to MADV_DONTNEED: pages are freed "
-                "at once")
+        rule = ("with no free swap, 4.5-4.11 kernels pass MADV_FREE to MADV_DONTNEED, so the "
+                "pages are freed in the call and every page written again faults")
     else:
         rule = ("MADV_FREE is lazy here: RSS stays, a write takes a page back without a fault, "
                 "and without memory pressure reads return the old data")
     lazyfree = "" if profile.smaps_lazyfree else " This kernel's smaps has no LazyFree field."
-    return f"Rule: {profile.describe()}; {rule}.{lazyfree}"
+    where = f"Linux {profile.version} {'with' if profile.swap else 'without'} swap"
+    return f"Rule ({where}): {rule}.{lazyfree}"
 
 
 # ------------------------------------------------------------------ this machine's constants
