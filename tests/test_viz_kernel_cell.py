@@ -73,6 +73,15 @@ def test_a_disagreeing_kernel_is_reported_not_hidden(recorded):
     assert 'style="background:#FCE4D6"' in result.table_html()
 
 
+def test_live_run_in_a_site_build_is_labelled_with_the_build_machine(recorded, monkeypatch):
+    monkeypatch.setenv(kc.STATIC_BUILD_ENV, "1")
+    result = kc.kernel_vs_model(SCENARIO, "rtw", directory=recorded, runner=play)
+    assert result.live and "this book's build machine, while this page was built" in result.source
+    assert "now" not in result.source
+    monkeypatch.delenv(kc.STATIC_BUILD_ENV)
+    assert "live now" in kc.kernel_vs_model(SCENARIO, "rtw", directory=recorded, runner=play).source
+
+
 def test_missing_or_stale_recording_is_a_clear_error(recorded, tmp_path):
     with pytest.raises(ModelInputError, match="no recorded kernel run"):
         kc.kernel_vs_model(SCENARIO, "nothing-here", directory=recorded, force_recorded=True)
@@ -96,6 +105,7 @@ def test_live_on_this_kernel(monkeypatch):
     """The real engine, on this machine (root on Linux in CI: must run, not skip)."""
     monkeypatch.delenv(kc.RECORD_ENV, raising=False)
     monkeypatch.delenv(kc.FORCE_RECORDED_ENV, raising=False)
+    monkeypatch.delenv(kc.STATIC_BUILD_ENV, raising=False)
     ok, why = _linux_kernel_ok()
     need(ok and sys.platform.startswith("linux"), f"the real-kernel engine cannot run here: {why}")
     result = kc.kernel_vs_model(SCENARIO, "ch02-read-then-write-unused")

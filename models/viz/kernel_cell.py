@@ -42,6 +42,7 @@ from plotly.subplots import make_subplots
 from models.errors import ModelInputError
 from models.scenario.format import Scenario, StepResult
 from models.units import PAGE_SIZE
+from models.viz import STATIC_BUILD_ENV
 
 #: Where recorded kernel runs live (committed with the book).
 RECORDED_DIR = Path(__file__).resolve().parents[2] / "book" / "recorded"
@@ -341,8 +342,14 @@ def kernel_vs_model(scenario_or_name: ScenarioLike, record_id: str, *, kernel_ve
                     write_recording(Recording(record_id, _now(), release, platform.machine(), thp,
                                               _swap_total(), _scenario_json(scenario), tuple(kernel)),
                                     directory)
+                if os.environ.get(STATIC_BUILD_ENV):
+                    # the static site is read later, elsewhere: "now" would mislead
+                    source = (f"measured on {_now()[:10]}, Linux {release} ({platform.machine()}), "
+                              f"this book's build machine, while this page was built")
+                else:
+                    source = f"measured live now on this machine, Linux {release}"
                 return KernelVsModel(scenario, record_id, True, release, list(kernel), model,
-                                     source=f"measured live now on this machine, Linux {release}",
+                                     source=source,
                                      thp=thp, mismatches=compare(scenario, list(kernel), model),
                                      model_kernel_version=str(kernel_version))
     rec = load_recording(record_id, directory)

@@ -348,14 +348,14 @@ def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MA
                          tickfont_size=10, showticklabels=(i == 1 or nreg == 1) or
                          run.region_pages[region] != run.region_pages[run.regions[0]], row=1, col=i)
     c = counters(run, step)
-    names = ["RSS (regions)", "LazyFree", "on the zero page", "faults in this step",
-             "faults so far", "pages read as zeros", "error"]
+    names = ["RSS", "LazyFree", "zero page", "faults (step)", "faults (total)", "zeros read",
+             "error"]
     values = [_pages_mib(c["rss_pages"]), _pages_mib(c["lazyfree_pages"]),
               _pages_mib(c["zero_page_pages"]), f"{c['faults']:,}", f"{c['faults_so_far']:,}",
               "-" if c["zero_pages_read"] is None else f"{c['zero_pages_read']:,} pages",
               c["error"] or "none"]
     fig.add_trace(go.Table(
-        columnwidth=[0.45, 0.55],
+        columnwidth=[0.38, 0.62],
         header=dict(values=["counter", "value"], align="left", fill_color="#EEEEEE", height=22,
                     font_size=12),
         cells=dict(values=[names, values], align="left", height=22, font_size=12)),
