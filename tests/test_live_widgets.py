@@ -92,3 +92,88 @@ def test_pilot_explorable_is_live_in_a_kernel(kernel):
     assert both["bars"] == [256, 0, 256] and both["faults"] == [131072]
     assert "read then write 100 %" in both["title"]
     assert all(s["n_outputs"] == 1 and s["has_html"] for s in steps)  # replaced in place
+
+
+# ------------------------------------------------------------------- JupyterLab itself
+
+LAB_SCRIPT_OPEN = ("() => window.jupyterapp.commands.execute('docmanager:open', "
+                   "{path: '01-address-space.md', factory: 'Jupytext Notebook'})")
+LAB_RSS = ("() => JSON.stringify(document.querySelector('.jupyter-widgets .js-plotly-plot').data[0].y)")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chapter_opens_in_jupyterlab_with_live_controls(tmp_path):
+    """JupyterLab + jupytext + ipywidgets + plotly: the .md chapter opens as a notebook, runs,
+    shows the explorable's controls and plot, and a control changes the plot in the browser."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    from conftest import need
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    need(Path(CHROMIUM).exists(), f"chromium not found at {CHROMIUM}")
+    work = tmp_path / "lab"
+    work.mkdir()
+    shutil.copy(CHAPTER, work / CHAPTER.name)
+    port, token = _free_port(), "book-test-token"
+    env = {k: v for k, v in os.environ.items() if k != "BOOK_STATIC_BUILD"}
+    env.update(PYTHONPATH=str(ROOT), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--allow-root",
+         "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+         f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/lab?token={token}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_function("() => window.jupyterapp && "
+                                   "window.jupyterapp.commands.hasCommand('docmanager:open')", timeout=90_000)
+            factories = page.evaluate("() => Array.from(window.jupyterapp.docRegistry.widgetFactories())"
+                                      ".map(f => f.name)")
+            assert "Jupytext Notebook" in factories and "Plotly" in factories
+            page.wait_for_timeout(3000)  # let the restored (empty) workspace settle
+            page.evaluate(LAB_SCRIPT_OPEN)
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            page.wait_for_function("() => document.querySelector('.jp-Notebook') && "
+                                   "window.jupyterapp.shell.currentWidget && "
+                                   "window.jupyterapp.shell.currentWidget.sessionContext && "
+                                   "window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_selector(".jupyter-widgets select", timeout=180_000)
+            page.wait_for_function("() => document.querySelector('.jupyter-widgets .js-plotly-plot')",
+                                   timeout=60_000)
+            assert page.locator(".jupyter-widgets .widget-selection-slider, "
+                                ".jupyter-widgets .widget-slider").count() >= 2
+            before = json.loads(page.evaluate(LAB_RSS))
+            page.locator(".jupyter-widgets select").first.select_option(label="write")
+            shown = json.dumps(json.dumps(before, separators=(",", ":")))  # as JSON.stringify writes it
+            page.wait_for_function(f"() => ({LAB_RSS})() !== {shown}", timeout=60_000)
+            after = json.loads(page.evaluate(LAB_RSS))
+            browser.close()
+        assert before == [64, 32, 0] and after == [64, 0, 32]  # [VSZ, zero page, RSS] in MiB
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
