@@ -192,3 +192,27 @@ def test_steps_embed_only_what_changes():
     # steps 2 and 3 differ only in the counters (writing resident pages again changes no state)
     p2, p3 = (grid.patches[grid.frames[i]] for i in (2, 3))
     assert p2.get("data", [{}])[0].get("z") == p3.get("data", [{}])[0].get("z")
+
+
+def test_variants_of_different_length_say_so():
+    def make(n):
+        steps = small("read")["steps"][:n]
+        return {"name": f"{n} steps", "steps": steps}
+    ex = pm.pagemap_explorable(make, n=Dropdown([3, 5]))
+    assert ex.controls["step"].values == (0, 1, 2, 3, 4)
+    assert "only 3 steps" in ex.describe_at(step=4, n=3)
+    assert "only 3 steps" in ex.figure(step=4, n=3).layout.title.text
+    assert "only" not in ex.describe_at(step=4, n=5)
+
+
+def test_live_widget_redraws_the_map():
+    """The live (ipywidgets) form: moving the slider recomputes the grid and the text."""
+    ex = pm.pagemap_explorable(small, first=Dropdown({"read first": "read", "write first": "write"}))
+    view = ex.widget()
+    assert view.error is None
+    view.controls["step"].value = 2
+    view.controls["first"].value = "write"
+    assert view.error is None
+    z = np.array(view.figure.data[0].z, dtype=float).ravel()
+    assert int((z == R).sum()) == 192 and int((z == N).sum()) == 64
+    assert "192 resident" in view.description.value

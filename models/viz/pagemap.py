@@ -24,9 +24,7 @@ plus "not mapped" for pages of a region that is not (or no longer) mapped at tha
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Optional, Union
@@ -459,15 +457,23 @@ def pagemap_explorable(scenario_fn: Union[ScenarioLike, Callable[..., ScenarioLi
 
     def figure(step, **values):
         scen, kv, sw = _split(values)
-        if step >= len(scen.steps):
-            step = len(scen.steps) - 1
-        return pagemap_figure(scen, step, max_cells=max_cells, kernel_version=kv, swap=sw,
-                              title=name, legend_codes=legend)
+        if step < len(scen.steps):
+            return pagemap_figure(scen, step, max_cells=max_cells, kernel_version=kv, swap=sw,
+                                  title=name, legend_codes=legend)
+        # this variant is shorter than the slider: show its end, and say so
+        fig = pagemap_figure(scen, len(scen.steps) - 1, max_cells=max_cells, kernel_version=kv,
+                             swap=sw, title=name, legend_codes=legend)
+        fig.update_layout(title_text=f"{name}<br><sup>step {step}: this variant has only "
+                                     f"{len(scen.steps)} steps; showing the state after the last</sup>")
+        return fig
 
     def describe(step, **values):
         scen, kv, sw = _split(values)
         run = snapshots(scen, kernel_version=kv, swap=sw)
-        return describe_pagemap_step(run, min(step, len(scen.steps) - 1))
+        if step >= len(scen.steps):
+            return (f"Step {step}: this variant has only {len(scen.steps)} steps. "
+                    + describe_pagemap_step(run, len(scen.steps) - 1))
+        return describe_pagemap_step(run, step)
 
     figure.__name__ = "pagemap_figure"
     return Explorable(figure, title=name, describe=describe, step=step, **controls)
