@@ -216,3 +216,15 @@ def test_live_widget_redraws_the_map():
     z = np.array(view.figure.data[0].z, dtype=float).ravel()
     assert int((z == R).sum()) == 192 and int((z == N).sum()) == 64
     assert "192 resident" in view.description.value
+
+
+def test_kernel_version_and_swap_as_controls():
+    """On 4.9 without swap MADV_FREE frees at once (FACTS 15); on 6.18 the pages stay, lazily freed."""
+    from models.viz.explorable import Toggle
+    ex = pm.pagemap_explorable("free-then-write", kernel_version=Dropdown(["4.9", "6.18"]), swap=Toggle())
+    assert set(ex.controls) == {"step", "kernel_version", "swap"}
+    assert ex.grid().combinations == 5 * 2 * 2
+    old = ex.describe_at(step=2, kernel_version="4.9", swap=False)
+    new = ex.describe_at(step=2, kernel_version="6.18", swap=False)
+    assert "16,384 not present" in old and "RSS 0 pages" in old
+    assert "16,384 lazily freed" in new and "LazyFree 16,384 pages" in new

@@ -415,18 +415,26 @@ def describe_pagemap_step(run: PageMapRun, step: int) -> str:
 
 def pagemap_explorable(scenario_fn: Union[ScenarioLike, Callable[..., ScenarioLike]], *,
                        title: Optional[str] = None, step: Optional[Control] = None,
-                       max_cells: int = MAX_CELLS, kernel_version: str = "6.18",
-                       swap: bool = False, step_label: str = "step",
+                       max_cells: int = MAX_CELLS, kernel_version: Union[str, Control] = "6.18",
+                       swap: Union[bool, Control] = False, step_label: str = "step",
                        **controls: Control) -> Explorable:
     """A page-map :class:`Explorable` with a time slider over the scenario's steps.
 
     ``scenario_fn`` is a scenario (``Scenario``, library name, path, JSON dict) or a function
     of the extra ``controls`` returning one (e.g. ``first=Dropdown(...)``).  A control named
-    ``kernel_version`` or ``swap`` is passed to the model instead of to ``scenario_fn``.
+    ``kernel_version`` or ``swap`` (e.g. ``kernel_version=Dropdown(["4.9", "6.18"])``,
+    ``swap=Toggle()``) is passed to the model instead of to ``scenario_fn``.
     ``step`` defaults to a slider over every step of the longest variant; a variant with
     fewer steps shows its last state and says so in the subtitle.
     """
     model_keys = {"kernel_version", "swap"}
+    # kernel_version=Dropdown([...]) / swap=Toggle() arrive here as keywords: make them controls
+    if isinstance(kernel_version, Control):
+        controls = {"kernel_version": kernel_version, **controls}
+        kernel_version = "6.18"
+    if isinstance(swap, Control):
+        controls = {"swap": swap, **controls}
+        swap = False
     if callable(scenario_fn) and not isinstance(scenario_fn, (Scenario, str, Mapping)):
         make = scenario_fn
     else:
