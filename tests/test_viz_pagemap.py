@@ -11,7 +11,7 @@ from models.errors import ModelInputError
 from models.kernel.pages import PageState
 from models.kernel.replay import play
 from models.viz import pagemap as pm
-from models.viz.explorable import Dropdown
+from models.viz.explorable import MAX_EMBED_BYTES, Dropdown
 
 R, Z, N, L, X = (int(PageState.RESIDENT), int(PageState.ZERO_PAGE), int(PageState.NOT_PRESENT),
                  int(PageState.LAZYFREE), int(PageState.RECLAIMED))
@@ -131,7 +131,7 @@ def test_every_library_scenario_renders_within_the_page_budget(name):
     grid = ex.grid()
     n = len(lib.resolve(name).steps)
     assert grid.sizes == [n]
-    assert grid.payload_bytes < 500_000
+    assert grid.payload_bytes <= MAX_EMBED_BYTES
     last = grid.figure_at([n - 1])
     heatmaps = [t for t in last["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == len(pm.snapshots(name).regions)
