@@ -141,8 +141,8 @@ def test_grid_too_large_is_refused_before_running_the_model():
 
 def test_embedding_too_heavy_is_refused_with_its_size():
     e = Explorable(wave, n_pages=Slider([200, 400, 800]), shape=Dropdown(["third"]), log=Toggle(),
-                   max_embed_bytes=20_000)
-    with pytest.raises(ModelInputError, match=r"embeds 0\.\d\d MB in the page, over max_embed_bytes=0\.02 MB"):
+                   max_embed_bytes=5_000)
+    with pytest.raises(ModelInputError, match=r"embeds 0\.\d\d MB in the page, over max_embed_bytes=0\.01 MB"):
         e.grid()
 
 
@@ -243,3 +243,21 @@ def test_book_renderer_gives_plotly_json_and_html_without_plotlyjs():
     html = bundle["text/html"]
     assert "Plotly.newPlot" in html and "plotly-graph-div" in html
     assert "cdn.plot.ly" not in html and len(html) < 20_000  # plotly.js is not inlined
+
+
+def test_values_shared_by_combinations_are_embedded_once():
+    labels = [f"page {i}: resident" for i in range(200)]  # a heavy hover-text array
+
+    def strip(size: int, colour: str):
+        return go.Figure(go.Bar(x=list(range(size)), y=[1] * size, text=labels[:size],
+                                marker_color=colour))
+
+    e = Explorable(strip, size=Slider([100, 200]), colour=Dropdown(["red", "blue", "green", "black"]))
+    grid = e.grid()
+    payload = json.dumps(grid.payload())
+    assert payload.count("page 199: resident") == 1  # 3 non-base combinations use it, stored once
+    refs = [v for p in grid.patches for ch in p.get("data", []) for v in ch.values()
+            if isinstance(v, dict) and "$ref" in v]
+    assert refs and len(grid.values) >= 1
+    for combo in e.combinations():
+        assert grid.figure_at(positions(e, combo)) == figure_json(strip(**combo))

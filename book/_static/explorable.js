@@ -6,19 +6,24 @@
 
   function clone(x) { return JSON.parse(JSON.stringify(x)); }
 
-  function applyPatch(base, patch) {
+  function applyPatch(base, patch, values) {
+    // {"$ref": i}: a value shared by several combinations, stored once in grid.values
+    function get(v) {
+      return (v !== null && typeof v === "object" && !Array.isArray(v) && "$ref" in v)
+        ? clone(values[v["$ref"]]) : v;
+    }
     var fig = clone(base);
     if (patch.data_full) { fig.data = clone(patch.data_full); }
     (patch.data || []).forEach(function (change, i) {
       var trace = fig.data[i];
       Object.keys(change).forEach(function (k) {
-        if (change[k] === null) { delete trace[k]; } else { trace[k] = change[k]; }
+        if (change[k] === null) { delete trace[k]; } else { trace[k] = get(change[k]); }
       });
     });
     var layout = patch.layout || {};
     fig.layout = fig.layout || {};
     Object.keys(layout).forEach(function (k) {
-      if (layout[k] === null) { delete fig.layout[k]; } else { fig.layout[k] = layout[k]; }
+      if (layout[k] === null) { delete fig.layout[k]; } else { fig.layout[k] = get(layout[k]); }
     });
     return fig;
   }
@@ -46,7 +51,7 @@
     }
     function draw(first) {
       var i = index(positions());
-      var fig = applyPatch(grid.base, grid.patches[grid.frames[i]]);
+      var fig = applyPatch(grid.base, grid.patches[grid.frames[i]], grid.values || []);
       var done = first ? Plotly.newPlot(plot, fig.data, fig.layout, config)
                        : Plotly.react(plot, fig.data, fig.layout, config);
       if (description && grid.descriptions) { description.textContent = grid.descriptions[i]; }

@@ -231,6 +231,57 @@ def apply_patch(base: dict, patch: dict) -> dict:
     return fig
 
 
+#: A trace/layout value at least this long (as JSON) that several patches share is stored once.
+INTERN_MIN_BYTES = 64
+
+
+def intern_values(patches: list[dict]) -> list:
+    """Store values repeated across patches once; patches then hold ``{"$ref": i}`` (in place).
+
+    Different combinations often share whole arrays (a page strip that does not depend on one
+    of the controls, a hover-text grid): each is embedded once instead of once per combination.
+    """
+    def changes(patch):
+        yield from patch.get("data", [])
+        if "layout" in patch:
+            yield patch["layout"]
+
+    counts: dict[str, int] = {}
+    for patch in patches:
+        for change in changes(patch):
+            for v in change.values():
+                if v is not None:
+                    key = _dump(v)
+                    counts[key] = counts.get(key, 0) + 1
+    values: list = []
+    index: dict[str, int] = {}
+    for patch in patches:
+        for change in changes(patch):
+            for k, v in change.items():
+                if v is None:
+                    continue
+                key = _dump(v)
+                if counts[key] > 1 and len(key) >= INTERN_MIN_BYTES:
+                    if key not in index:
+                        index[key] = len(values)
+                        values.append(v)
+                    change[k] = {"$ref": index[key]}
+    return values
+
+
+def resolve(patch: dict, values: list) -> dict:
+    """A patch with its ``{"$ref": i}`` values replaced by ``values[i]``."""
+    def get(v):
+        return values[v["$ref"]] if isinstance(v, dict) and set(v) == {"$ref"} else v
+
+    out = dict(patch)
+    if "data" in patch:
+        out["data"] = [{k: get(v) for k, v in change.items()} for change in patch["data"]]
+    if "layout" in patch:
+        out["layout"] = {k: get(v) for k, v in patch["layout"].items()}
+    return out
+
+
 @dataclass
 class Grid:
     """Every parameter combination of an explorable, precomputed for embedding in a page."""
@@ -242,6 +293,7 @@ class Grid:
     frames: list[int]            # combination number -> index into patches
     descriptions: list[str] | None = None
     payload_bytes: int = 0
+    values: list = field(default_factory=list)  # shared values that patches refer to ({"$ref": i})
 
     @property
     def combinations(self) -> int:
@@ -255,11 +307,12 @@ class Grid:
         return number
 
     def figure_at(self, positions: list[int]) -> dict:
-        return apply_patch(self.base, self.patches[self.frames[self.index(positions)]])
+        return apply_patch(self.base, resolve(self.patches[self.frames[self.index(positions)]],
+                                              self.values))
 
     def payload(self) -> dict:
         out = {"names": self.names, "sizes": self.sizes, "base": self.base,
-               "patches": self.patches, "frames": self.frames}
+               "patches": self.patches, "frames": self.frames, "values": self.values}
         if self.descriptions is not None:
             out["descriptions"] = self.descriptions
         return out
@@ -390,6 +443,7 @@ class Explorable:
                 seen[key] = len(grid.patches)
                 grid.patches.append(patch)
             grid.frames.append(seen[key])
+        grid.values = intern_values(grid.patches)
         if self.describe_fn:
             grid.descriptions = [self.describe_at(**combo) for combo in self.combinations()]
         grid.payload_bytes = len(_dump(grid.payload()))
