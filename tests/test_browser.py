@@ -15,7 +15,7 @@ import pytest
 
 from conftest import need
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: Console errors the book theme itself logs on every page (not ours): NOTES-jupyter-book.md.
@@ -31,8 +31,7 @@ def _pages(site: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    need(Path(CHROMIUM).exists() or shutil.which("chromium") is not None,
-         f"chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    need(Path(CHROMIUM).exists(), f"chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - playwright is pinned in requirements.txt
