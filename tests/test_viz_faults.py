@@ -98,3 +98,23 @@ def test_chapter_explorables_fit_the_page_budget():
     total = sum(ex.grid().payload_bytes for ex in (f.overlap_pagemap, f.touch_patterns, f.fault_costs,
                                                    f.quiz_pagemap()))
     assert total < 1_000_000
+
+
+@pytest.mark.parametrize("scenario,record_id", [(f.READ_WRITE_READ, "ch02-read-write-read"),
+                                                (f.OVERLAP_64, "ch02-overlap-64mib")])
+def test_chapter_kernel_cells_agree_on_this_kernel(scenario, record_id, monkeypatch):
+    """The chapter's kernel cells, live on this machine (CI=true: must run), and their recordings."""
+    import sys
+
+    from conftest import need
+    from models.realkernel.engine import kernel_engine_support
+    from models.viz import kernel_cell as kc
+
+    recorded = kc.kernel_vs_model(scenario, record_id, force_recorded=True)
+    assert recorded.agrees and not recorded.live, recorded.summary()
+    ok, why = kernel_engine_support(scenario)
+    need(ok and sys.platform.startswith("linux"), f"the real-kernel engine cannot run here: {why}")
+    for name in (kc.RECORD_ENV, kc.FORCE_RECORDED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    live = kc.kernel_vs_model(scenario, record_id)
+    assert live.live and live.agrees, live.summary()
