@@ -149,7 +149,8 @@ def measure_or_recorded(reserve_mib: int = 64, percent: int = 50,
     """Measure here if the probe can run, else the recording (64 MiB / 50 % only); and which."""
     reason = available()
     if reason is None:
-        return measure(reserve_mib, percent, access), "measured now on this machine"
+        result = measure(reserve_mib, percent, access)
+        return result, f"measured by the probe on Linux {result.kernel} (a live run, not a recording)"
     validate(reserve_mib, percent, access)
     if (reserve_mib, percent) != (64, 50):
         raise ModelInputError(f"{reason}; only the recorded 64 MiB / 50 % measurement can be "

@@ -181,14 +181,12 @@ class KernelComparison:
         return out
 
     def summary(self) -> str:
-        lines = [f"mmap {self.reserve_mib} MiB, touch {self.touched_percent} % of the pages "
-                 f"(kernel: {self.source})",
-                 f"{'access':<16}{'RSS model':>11}{'RSS kernel':>12}{'faults model':>14}"
-                 f"{'faults kernel':>15}{'VSZ kernel':>12}"]
+        lines = [f"mmap {self.reserve_mib} MiB, touch {self.touched_percent} % of the pages",
+                 f"kernel: {self.source}",
+                 f"{'access':<16}{'RSS model':>10}{'RSS kernel':>11}{'faults model':>13}{'faults kernel':>14}"]
         for r in self.rows():
-            lines.append(f"{r['access']:<16}{r['model_rss_mib']:>7.1f} MiB{r['kernel_rss_mib']:>8.1f} MiB"
-                         f"{r['model_faults']:>14,}{r['kernel_faults']:>15,}"
-                         f"{r['kernel_vsz_mib']:>8.1f} MiB")
+            lines.append(f"{r['access']:<16}{r['model_rss_mib']:>6.1f} MiB{r['kernel_rss_mib']:>7.1f} MiB"
+                         f"{r['model_faults']:>13,}{r['kernel_faults']:>14,}")
         return "\n".join(lines)
 
     def figure(self) -> go.Figure:
@@ -213,7 +211,9 @@ class KernelComparison:
         fig.update_xaxes(title_text="how the pages were first touched", row=2, col=1)
         fig.update_layout(barmode="group", height=520, legend_title_text="source",
                           margin=dict(t=60, b=50, l=60, r=20),
-                          title=dict(text=f"Model vs. kernel ({self.source})", font_size=15))
+                          title=dict(text=f"Model vs. kernel (Linux {self.kernel[0].kernel}"
+                                          f"{', recorded' if self.source.startswith('recorded') else ''})",
+                                     font_size=15))
         return fig
 
 
@@ -225,7 +225,7 @@ def compare_with_kernel(reserve_mib: int = 64, touched_percent: int = 50) -> Ker
     model = tuple(reserve_and_touch_model(reserve_mib, touched_percent, a) for a in modes)
     if probe.available() is None:
         kernel = tuple(probe.measure(reserve_mib, touched_percent, a) for a in modes)
-        source = f"measured now on Linux {kernel[0].kernel}"
+        source = f"measured by the probe on Linux {kernel[0].kernel} (a live run, not a recording)"
     else:
         if (reserve_mib, touched_percent) != (64, 50):
             raise ModelInputError(f"{probe.available()}; only the recorded 64 MiB / 50 % measurement "
