@@ -199,7 +199,7 @@ def sequence_figure(block_size: str, frees: str, malloc_trim: bool, threshold: s
     top = max(run.vsz) / KiB
     if log:
         fig.update_yaxes(type="log", title_text="KiB (log scale)", row=1, col=1,
-                         range=[np.log10(64), np.log10(top * 1.6)])
+                         range=[np.log10(2), np.log10(top * 1.6)])
     else:
         fig.update_yaxes(title_text="KiB", rangemode="tozero", range=[0, top * 1.1], row=1, col=1)
     fig.update_yaxes(title_text="calls", range=[0, 2.5], dtick=1, row=2, col=1)
@@ -324,6 +324,8 @@ def describe_ae(step: int, malloc_trim: bool, block_size: str) -> str:
 
 
 _OWNER_TEXT = {"tcache": "tc", "free": "free", "top": "top"}
+#: Page colours: the page map's, with pages beyond the break visible on a white page.
+_COLOURS = {**STATE_COLORS, NOT_MAPPED: "#F0F0F0"}
 
 
 def ae_figure(step: int, malloc_trim: bool, block_size: str) -> go.Figure:
@@ -342,10 +344,10 @@ def ae_figure(step: int, malloc_trim: bool, block_size: str) -> go.Figure:
                 "tcache": "malloc's tcache"}.get(owner, f"block {owner}")
         hover[i] = (f"page {i} (offset {i * 4} KiB): {what}; "
                     f"{STATE_LABELS[int(s.states[i])]}")
-    order = sorted(STATE_COLORS)
+    order = sorted(_COLOURS)
     scale = []
     for j, code in enumerate(order):
-        scale += [[j / len(order), STATE_COLORS[code]], [(j + 1) / len(order), STATE_COLORS[code]]]
+        scale += [[j / len(order), _COLOURS[code]], [(j + 1) / len(order), _COLOURS[code]]]
     z = codes.reshape(rows, COLS)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.66, 0.34], horizontal_spacing=0.04,
                         specs=[[{"type": "xy"}, {"type": "table"}]])
@@ -386,7 +388,7 @@ def ae_figure(step: int, malloc_trim: bool, block_size: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
                                  name=("beyond the program break (not mapped)" if code == NOT_MAPPED
                                        else STATE_LABELS[code]),
-                                 marker=dict(symbol="square", size=13, color=STATE_COLORS[code],
+                                 marker=dict(symbol="square", size=13, color=_COLOURS[code],
                                              line=dict(color="#666666", width=1)),
                                  hoverinfo="skip"), row=1, col=1)
     fig.update_layout(
@@ -719,11 +721,16 @@ def quiz_rule(quiz: MallocQuiz) -> str:
     last, op = quiz.last, quiz.ops[-1]
     prev = quiz.rows[-2]
     if op["op"] == "malloc_trim":
-        n = last.syscalls["madvise"]
-        return (f"malloc_trim(0) released the whole free pages inside {n} free chunk(s) with "
-                f"madvise(MADV_DONTNEED)" + (" and trimmed the top with brk" if last.syscalls["brk"] else "")
-                + "; RSS falls in the call." if n or last.syscalls["brk"] else
-                "malloc_trim(0) found no whole free page to release and no top to trim.")
+        n, brk = last.syscalls["madvise"], last.syscalls["brk"]
+        parts = []
+        if n:
+            parts.append(f"released the whole free pages inside {n} free chunk(s) with "
+                         f"madvise(MADV_DONTNEED)")
+        else:
+            parts.append("found no free chunk with a whole free page inside it (no madvise)")
+        parts.append("trimmed the top chunk with brk, keeping pad = 0" if brk else
+                     "had no top chunk to trim")
+        return "malloc_trim(0) " + " and ".join(parts) + "; whatever it gives back leaves RSS in the call."
     if last.syscalls["munmap"]:
         raised = last.mmap_threshold != prev.mmap_threshold
         return ("The block was mapped (at least the mmap threshold when it was allocated), so free "
@@ -749,6 +756,13 @@ def quiz_answer_text(quiz: MallocQuiz) -> str:
     lines.append(f"Operation {len(quiz.ops)}: RSS {'goes down by' if d < 0 else 'changes by'} "
                  f"{abs(d) if d < 0 else d:,} KiB; system calls: {_syscall_words(quiz.last.syscalls)}.")
     return "\n".join(lines)
+
+
+def quiz_exercise(seed: int) -> tuple[str, str]:
+    """(problem, answer key) of :func:`malloc_quiz` ``seed`` as plain text; the answer key is the
+    model's per-operation table plus the rule that decided the last operation."""
+    quiz = malloc_quiz(seed)
+    return quiz_problem_text(quiz), quiz_answer_text(quiz) + "\n" + quiz_rule(quiz)
 
 
 # ------------------------------------------------------------------ CLI: re-record the glibc cell
