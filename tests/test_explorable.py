@@ -227,13 +227,17 @@ def test_live_view_shows_model_errors_instead_of_swallowing_them():
 def test_mimebundle_live_has_widget_and_html_static_build_has_no_widget(monkeypatch):
     e = make()
     monkeypatch.delenv(ex.STATIC_BUILD_ENV, raising=False)
+    CALLS.clear()
     live = e._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in live and "text/html" in live
+    assert "application/vnd.jupyter.widget-view+json" in live
+    assert "plotly-graph-div" in live["text/html"] and "n_pages=4" in live["text/html"]
+    assert len(CALLS) == 1  # live: the grid is not precomputed, only the shown figure is run
     views = len(e.views)
     monkeypatch.setenv(ex.STATIC_BUILD_ENV, "1")
     static = e._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" not in static
-    assert static["text/html"] == live["text/html"]
+    assert static["text/html"] == e.static_html() and "explorable-data" in static["text/html"]
+    assert len(CALLS) == 1 + 18
     assert len(e.views) == views  # no widgets created during a site build
 
 

@@ -22,11 +22,11 @@ and shows it with ``reserve_and_touch.show()`` (or as a cell's last expression).
   floats rounded to :data:`SIGNIFICANT_DIGITS`).  ``book/_static/explorable.js``
   applies them with ``Plotly.react``.
 
-Both representations travel in one ``_repr_mimebundle_``: the widget view for Jupyter
-and ``text/html`` for the site (MyST-NB picks ``text/html`` through
-``nb_mime_priority_overrides``).  During a site build (environment variable
-:data:`STATIC_BUILD_ENV`, set by ``book/_ext/book_static.py``) no widgets are created,
-so no widget state is embedded in the page.
+Both travel in one ``_repr_mimebundle_``: in a live kernel the widget view (plus, as
+``text/html``, a snapshot of the figure for viewers without widgets); in the kernel that builds
+the site (environment variable :data:`STATIC_BUILD_ENV`, set by ``book/_ext/book_static.py``)
+only the precomputed ``text/html`` -- no widgets are created, so no widget state is embedded
+in the page, and live readers never wait for the whole grid to be computed.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ import plotly.io as pio
 
 from models.errors import ModelInputError
 
-from models.viz import STATIC_BUILD_ENV  # noqa: E402  (set in the site-building kernel)
+from models.viz import STATIC_BUILD_ENV, figure_html  # noqa: E402
 #: Floats embedded in pages keep this many significant digits.
 SIGNIFICANT_DIGITS = 6
 #: Default bound on the number of parameter combinations one explorable may precompute.
@@ -532,10 +532,18 @@ class Explorable:
         return view
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = {"text/plain": f"<Explorable {self.title!r}: {', '.join(self.controls)}>",
-                  "text/html": self.static_html()}
-        if not os.environ.get(STATIC_BUILD_ENV):
-            bundle.update(self.widget().box._repr_mimebundle_() or {})
+        bundle = {"text/plain": f"<Explorable {self.title!r}: {', '.join(self.controls)}>"}
+        if os.environ.get(STATIC_BUILD_ENV):
+            bundle["text/html"] = self.static_html()
+            return bundle
+        # Live: the widget view, plus a snapshot at the current values for frontends without
+        # widgets (a notebook viewer).  The whole grid is precomputed only for the site.
+        view = self.widget()
+        snapshot = figure_html(json.loads(pio.to_json(view.figure, validate=False)))
+        bundle["text/html"] = (f'<div class="explorable-snapshot">{snapshot}<p>A snapshot at '
+                               f"{html.escape(', '.join(f'{k}={v!r}' for k, v in view.values().items()))}; "
+                               f"run this notebook with ipywidgets to explore.</p></div>")
+        bundle.update(view.box._repr_mimebundle_() or {})
         return bundle
 
     def show(self) -> None:
