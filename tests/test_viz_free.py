@@ -177,3 +177,19 @@ def test_quiz_is_seeded_and_answered_by_the_model():
         assert f"Operation {len(q.ops)}:" in F.quiz_exercise(seed)[1]
     with pytest.raises(ModelInputError, match="seed"):
         F.malloc_quiz(-1)
+
+
+def test_request_loop_dynamic_threshold_keeps_the_buffer_resident():
+    dyn = F.request_loop("1MiB", "dynamic")
+    assert dyn.placements == ("mmap",) + ("heap",) * (F.REQUESTS - 1)
+    assert dyn.faults[:3] == (258, 256, 0)                       # mapped, then heap, then reused
+    assert dyn.rss_idle[0] == 1 and set(dyn.rss_idle[1:]) == {257}
+    assert dyn.mmap_threshold[0] == (1 << 20) + 4096
+    pinned = F.request_loop("1MiB", "pinned")
+    assert set(pinned.placements) == {"mmap"}
+    assert set(pinned.faults[1:]) == {257} and set(pinned.rss_idle) == {1}
+    assert all(s["mmap"] == 1 and s["munmap"] == 1 for s in pinned.syscalls)
+    above_cap = F.request_loop("40MiB", "dynamic")
+    assert set(above_cap.placements) == {"mmap"} and above_cap.mmap_threshold[-1] == 128 * KiB
+    with pytest.raises(ModelInputError, match="buffer_size"):
+        F.request_loop("2MiB", "dynamic")

@@ -227,6 +227,104 @@ free_sequence = Explorable(
 )
 
 
+# ------------------------------------------------------------------ one buffer per request
+
+LOOP_SIZES = {"64 KiB": "64KiB", "200 KiB": "200KiB", "1 MiB": "1MiB", "16 MiB": "16MiB",
+              "40 MiB": "40MiB"}
+REQUESTS = 6
+
+
+@dataclass(frozen=True)
+class RequestLoop:
+    """A service that mallocs, writes and frees one buffer per request (FACTS 32-36)."""
+
+    buffer_size: str
+    threshold: str
+    placements: tuple[str, ...]        # per request: "heap" or "mmap"
+    rss_busy: tuple[int, ...]          # pages, with the buffer written
+    rss_idle: tuple[int, ...]          # pages, after its free
+    faults: tuple[int, ...]            # page faults of each request (malloc + write)
+    syscalls: tuple[dict, ...]         # per request, malloc and free together
+    mmap_threshold: tuple[int, ...]    # after each request
+
+
+def request_loop(buffer_size: str, threshold: str) -> RequestLoop:
+    _check_choice("buffer_size", buffer_size, LOOP_SIZES.values())
+    _check_choice("threshold", threshold, THRESHOLDS.values())
+    return _request_loop(buffer_size, threshold)
+
+
+@lru_cache(maxsize=None)
+def _request_loop(buffer_size: str, threshold: str) -> RequestLoop:
+    ops: list[dict] = []
+    if threshold == "pinned":
+        ops.append({"op": "mallopt", "param": "M_MMAP_THRESHOLD", "value": 128 * KiB})
+    for k in range(REQUESTS):
+        ops += [{"op": "malloc", "id": f"r{k}", "size": buffer_size}, {"op": "free", "id": f"r{k}"}]
+    rows = replay(parse_sequence(ops))[1 if threshold == "pinned" else 0:]
+    mallocs, frees = rows[0::2], rows[1::2]
+    return RequestLoop(
+        buffer_size, threshold, tuple(m.placement for m in mallocs),
+        tuple(m.rss_pages for m in mallocs), tuple(f.rss_pages for f in frees),
+        tuple(m.faults for m in mallocs),
+        tuple({k: m.syscalls[k] + f.syscalls[k] for k in SYSCALLS} for m, f in zip(mallocs, frees)),
+        tuple(f.mmap_threshold for f in frees))
+
+
+def describe_request_loop(buffer_size: str, threshold: str) -> str:
+    r = request_loop(buffer_size, threshold)
+    size = [k for k, v in LOOP_SIZES.items() if v == buffer_size][0]
+    first = (f"Request 1's {size} buffer comes from {'its own mmap' if r.placements[0] == 'mmap' else 'the brk heap'}"
+             f" ({r.faults[0]:,} faults, {_syscall_words(r.syscalls[0])}); between requests RSS is "
+             f"{_kib(r.rss_idle[0] * PAGE_SIZE)}.")
+    later = (f"Requests 2-{REQUESTS} use {'mmap' if r.placements[1] == 'mmap' else 'the brk heap'}: "
+             f"request 2 takes {r.faults[1]:,} faults ({_syscall_words(r.syscalls[1])}), request "
+             f"{REQUESTS} takes {r.faults[-1]:,} ({_syscall_words(r.syscalls[-1])}), and RSS between "
+             f"requests is {_kib(r.rss_idle[-1] * PAGE_SIZE)}; the mmap threshold ends at "
+             f"{r.mmap_threshold[-1]:,} bytes.")
+    return f"{first} {later}"
+
+
+def request_loop_figure(buffer_size: str, threshold: str) -> go.Figure:
+    r = request_loop(buffer_size, threshold)
+    x = [f"request {k + 1}" for k in range(REQUESTS)]
+    peak = max(request_loop(b, t).rss_busy[0] for b in (buffer_size,) for t in THRESHOLDS.values())
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                        subplot_titles=("RSS (KiB)", "page faults per request"))
+    fig.add_trace(go.Scatter(x=x, y=[p * 4 for p in r.rss_busy], name="RSS while the buffer is in use",
+                             mode="lines+markers", line=dict(color=COLORS["rss"], width=2, dash="dot"),
+                             hovertemplate="in use: %{y:,} KiB<extra>%{x}</extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=[p * 4 for p in r.rss_idle], name="RSS between requests (after free)",
+                             mode="lines+markers", line=dict(color=COLORS["rss"], width=3),
+                             hovertemplate="idle: %{y:,} KiB<extra>%{x}</extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=x, y=list(r.faults), name="faults (malloc + write)",
+                         marker_color=COLORS["faults"],
+                         text=[f"{n:,}<br>{'mmap' if p == 'mmap' else 'heap'}" for n, p in zip(r.faults, r.placements)],
+                         textposition="outside", cliponaxis=False,
+                         hovertemplate="%{y:,} faults<extra>%{x}</extra>"), row=1, col=2)
+    fig.update_yaxes(title_text="KiB", rangemode="tozero", range=[0, peak * 4 * 1.15], row=1, col=1)
+    fig.update_yaxes(title_text="faults", range=[0, max(r.faults[0], 1) * 1.35], row=1, col=2)
+    fig.update_xaxes(tickangle=-30)
+    size = [k for k, v in LOOP_SIZES.items() if v == buffer_size][0]
+    fig.update_layout(
+        height=430, margin=dict(t=100, b=90, l=70, r=10),
+        legend=dict(orientation="h", x=0, y=-0.28, yanchor="top", font_size=11),
+        title=dict(text=(f"One {size} buffer per request, mmap threshold "
+                         f"{'pinned at 128 KiB' if threshold == 'pinned' else 'dynamic'}<br><sup>"
+                         f"threshold after the last request: {r.mmap_threshold[-1]:,} bytes; "
+                         f"the book's glibc 2.36 model</sup>"), font_size=15))
+    return fig
+
+
+request_buffers = Explorable(
+    request_loop_figure,
+    title="One buffer per request: the dynamic threshold at work",
+    describe=describe_request_loop,
+    buffer_size=Dropdown(LOOP_SIZES, label="buffer size", default="1MiB"),
+    threshold=Dropdown(THRESHOLDS, label="mmap threshold", default="dynamic"),
+)
+
+
 # ------------------------------------------------------------------ the A-E page map
 
 AE_STEPS = ("start", "malloc + write A, B, C, D, E", "free C", "free D", "malloc_trim(0)",
