@@ -22,6 +22,7 @@ Three explorables, all driven by the kernel page model (``models.kernel``):
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
@@ -57,7 +58,9 @@ def _mib(pages: int) -> float:
 # ================================================================== 1. the page map of a reclaim
 
 #: Page map controls: the budget above the baseline (None: no limit) and the other allocation.
-PAGEMAP_LIMITS = {"128 MiB": 128, "192 MiB": 192, "256 MiB": 256}
+#: (No limit equals the regions' 128 MiB exactly: there the page tables, which the kernel charges
+#: too, would decide the outcome, K3.)
+PAGEMAP_LIMITS = {"144 MiB": 144, "192 MiB": 192, "256 MiB": 256}
 PAGEMAP_PRESSURES = (32, 96, 160)
 #: Cells per region: 8 x 8, 256 pages (1 MiB) each; one cell per page would not fit the
 #: page-weight budget (the grid is precomputed for every combination).
@@ -89,10 +92,11 @@ class Budget:
     pressure_pages: int      # the other allocation
     reclaimed_pages: int     # lazily freed pages reclaimed so far
     error: Optional[str]
+    pagetable_pages: int = 0  # page-table pages charged, where the model counts them (K3)
 
     @property
     def charged_pages(self) -> int:
-        return self.live_pages + self.lazyfree_pages + self.pressure_pages
+        return self.live_pages + self.lazyfree_pages + self.pressure_pages + self.pagetable_pages
 
 
 @lru_cache(maxsize=None)
@@ -105,13 +109,24 @@ def pagemap_budget(limit_mib: int, pressure_mib: int) -> tuple[Budget, ...]:
         live = sum(space.count(PageState.RESIDENT, r) for r in regions)
         lazy = sum(space.count(PageState.LAZYFREE, r) for r in regions)
         out.append(Budget(space.budget_pages, live, lazy, space.pressure_pages,
-                          space.reclaimed_pages, result.error))
+                          space.reclaimed_pages, result.error, pagetable_pages(space)))
     return tuple(out)
+
+
+def pagetable_pages(space) -> int:
+    """Page-table pages the model charges to the budget (0 in a model that does not count them)."""
+    return int(getattr(space, "pagetable_pages", 0))
+
+
+def usage_pages(space) -> int:
+    """What the memcg is charged: pages plus, where the model counts them, page tables (K3)."""
+    return int(getattr(space, "usage_pages", space.charged_pages))
 
 
 _BUDGET_PARTS = (("live_pages", "written (live)", COLORS["resident"]),
                  ("lazyfree_pages", "lazily freed", COLORS["lazyfree"]),
-                 ("pressure_pages", "other allocation", COLORS["vsz"]))
+                 ("pressure_pages", "other allocation", COLORS["vsz"]),
+                 ("pagetable_pages", "page tables", "#000000"))
 
 
 def pagemap_figure(step: int, limit_mib: int, pressure_mib: int) -> go.Figure:
@@ -140,12 +155,12 @@ def pagemap_figure(step: int, limit_mib: int, pressure_mib: int) -> go.Figure:
                        line=dict(color="#666666", width=1)))
     shapes.append(dict(type="line", xref="paper", yref="paper", x0=limit_x, x1=limit_x,
                        y0=y0 - 0.02, y1=y1 + 0.02, line=dict(color="#000000", width=3)))
-    parts = ", ".join(f"{label} {_mib(getattr(b, attr)):g}" for attr, label, _ in _BUDGET_PARTS)
+    parts = ", ".join(f"{label} {_mib(getattr(b, attr)):.4g}" for attr, label, _ in _BUDGET_PARTS)
     status = f" - {b.error}: the charges at the moment of the kill" if b.error else ""
     annotations.append(dict(xref="paper", yref="paper", x=x0, y=y1 + 0.005, xanchor="left",
                             yanchor="bottom", showarrow=False, font=dict(size=12),
                             text=(f"<b>memory budget</b> (MiB, limit {limit_mib} = black line): "
-                                  f"{parts}; reclaimed so far {_mib(b.reclaimed_pages):g}{status}")))
+                                  f"{parts}; reclaimed so far {_mib(b.reclaimed_pages):.4g}{status}")))
     annotations.append(dict(xref="paper", yref="paper", x=limit_x, y=y0 - 0.02, yanchor="top",
                             showarrow=False, font=dict(size=11), text=f"limit {limit_mib} MiB"))
     fig.update_layout(shapes=shapes, height=620, margin=dict(t=90, b=190, l=80, r=10))
@@ -160,9 +175,9 @@ def describe_pagemap(step: int, limit_mib: int, pressure_mib: int) -> str:
     b = pagemap_budget(limit_mib, pressure_mib)[min(step, len(run.snapshots) - 1)]
     when = " At the moment of the kill, the" if b.error == "OOM_KILL" else " The"
     return (describe_pagemap_step(run, step) + f"{when} {limit_mib} MiB budget holds "
-            f"{_mib(b.live_pages):g} MiB written, {_mib(b.lazyfree_pages):g} MiB lazily freed and "
-            f"{_mib(b.pressure_pages):g} MiB of the other allocation; "
-            f"{_mib(b.reclaimed_pages):g} MiB reclaimed so far.")
+            f"{_mib(b.live_pages):.4g} MiB written, {_mib(b.lazyfree_pages):.4g} MiB lazily freed and "
+            f"{_mib(b.pressure_pages):.4g} MiB of the other allocation; "
+            f"{_mib(b.reclaimed_pages):.4g} MiB reclaimed so far.")
 
 
 def _pagemap_controls():
@@ -298,18 +313,18 @@ def describe_limit(limit_mib: int, share_percent: int, advice: str, kernel_versi
         head += f" fails with {s.madvise_error}: nothing is released"
     elif s.acts_as != advice:
         head += " is applied as MADV_DONTNEED (no swap)"
-    head += f"; heap RSS is {s.rss_before_mib:g} MiB, {s.live_mib:g} MiB of it live."
+    head += f"; heap RSS is {s.rss_before_mib:.4g} MiB, {s.live_mib:.4g} MiB of it live."
     fit = s.largest_fit_mib
     if fit < 0:
         oom = "Even the smallest second allocation ends in an OOM kill."
     elif fit == SECOND_MIB[-1]:
         oom = f"Every second allocation up to {fit} MiB fits under the {limit_mib} MiB limit."
     else:
-        oom = (f"A second allocation fits up to {fit} MiB (live {s.live_mib:g} + {fit} <= "
+        oom = (f"A second allocation fits up to {fit} MiB (live {s.live_mib:.4g} + {fit} <= "
                f"{limit_mib} MiB); from {fit + 8} MiB on, the OOM killer strikes.")
     first = np.flatnonzero(s.reclaimed_mib > 0)
     rec = (f" Reclaim starts with a second allocation of {SECOND_MIB[first[0]]} MiB and takes "
-           f"up to {np.nanmax(s.reclaimed_mib[~s.oom]) if (~s.oom).any() else 0:g} MiB of lazily "
+           f"up to {np.nanmax(s.reclaimed_mib[~s.oom]) if (~s.oom).any() else 0:.4g} MiB of lazily "
            f"freed pages." if first.size else " Nothing is ever reclaimed: nothing is lazily freed.")
     return f"{head} {oom}{rec}"
 
@@ -335,7 +350,7 @@ def limit_figure(limit_mib: int, share_percent: int, advice: str, kernel_version
     for name, y, colour, dash, w in series:
         fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers",
                                  line=dict(color=colour, dash=dash, width=w), marker=dict(size=5),
-                                 hovertemplate=f"{name}: %{{y:g}} MiB at a %{{x}} MiB allocation"
+                                 hovertemplate=f"{name}: %{{y:.4g}} MiB at a %{{x}} MiB allocation"
                                                f"<extra></extra>"))
     fig.add_hline(y=limit_mib, line=dict(color="#000000", dash="dash", width=1.5),
                   annotation_text=f"limit {limit_mib} MiB", annotation_position="top right")
@@ -346,7 +361,7 @@ def limit_figure(limit_mib: int, share_percent: int, advice: str, kernel_version
     else:
         badge, colour = f"{advice}: ok", "#333333"
     fits = ("no second allocation fits" if fit < 0 else f"largest allocation that fits: {fit} MiB")
-    fig.add_annotation(text=f"<b>{badge}</b> · live heap {s.live_mib:g} MiB · <b>{fits}</b>",
+    fig.add_annotation(text=f"<b>{badge}</b> · live heap {s.live_mib:.4g} MiB · <b>{fits}</b>",
                        xref="paper", yref="paper", x=0, y=1.09, xanchor="left", showarrow=False,
                        font=dict(size=13, color=colour))
     fig.update_xaxes(title_text="size of the second allocation (MiB)", range=[-4, x_max], dtick=32)
@@ -374,7 +389,9 @@ limit_explorer = Explorable(
 
 METRICS_LIMIT_MIB = 192
 REWRITTEN = (0, 50, 100)
-METRICS_PRESSURES = (0, 32, 64, 96)
+#: Chosen so that live memory plus the allocation is never exactly the limit: at the edge the
+#: real kernel, which also charges page tables (K3), OOM-kills where the model just fits.
+METRICS_PRESSURES = (0, 40, 88)
 METRIC_STEPS = ("mmap the heap", "write all 128 MiB", "MADV_FREE the top share",
                 "write part of the freed range again", "another allocation (pressure)")
 #: Bars, in order: (key, label, source).  "derived" columns come from the page model plus an
@@ -409,11 +426,17 @@ def metrics_model(share_percent: int, rewritten_percent: int, pressure_mib: int)
     ``usage`` is what the budget is charged (the heap's resident and lazily freed pages plus the
     other allocation: FACTS 26 measured that MADV_FREE leaves usage and total_rss unchanged);
     ``cgroup_rss`` equals it because the model has no page cache or kernel memory.
-    ``inactive_file`` counts the heap pages the kernel still has filed as lazily freed, including
-    pages written again that reclaim has not looked at yet (``AddressSpace.lazyfree_lru``;
-    FACTS 18-19, 27 and E2: rewriting left the cgroup statistics unchanged).  ``working_set`` is
-    cAdvisor's ``usage - inactive_file`` (FACTS 27, [inference]).  ``true_live`` is what the
-    program really uses: pages written and not released, plus the other allocation.
+    ``inactive_file`` counts the heap pages still filed as lazily freed: the clean ones
+    (LAZYFREE) and every page written again since ``MADV_FREE`` (FACTS 18, 27; E2: rewriting
+    left the cgroup statistics unchanged).  The written-again pages are counted even after a
+    reclaim, because that is what Linux 6.18 did here: after a pressure step that reclaimed
+    24 MiB of clean pages lying *above* 32 MiB of written-again ones, ``total_inactive_file``
+    still held all 32 MiB (``measure_metrics``; reproduced, also with 64 MiB).  The page model
+    moves such pages to the anonymous list the first time reclaim reaches them
+    (``models/kernel/reclaim.py``, ``AddressSpace.lazyfree_lru``), which the kernel does not do
+    on the first pass; the figure follows the kernel.  ``working_set`` is cAdvisor's
+    ``usage - inactive_file`` (FACTS 27, [inference]).  ``true_live`` is what the program really
+    uses: pages written and not released, plus the other allocation.
     """
     _check_int_choice("share_percent", share_percent, SHARES)
     _check_int_choice("rewritten_percent", rewritten_percent, REWRITTEN)
@@ -444,12 +467,14 @@ def _metrics(share_percent: int, rewritten_percent: int, pressure_mib: int) -> t
             out.append(Metrics(i, *(0.0,) * 6, true_live=0.0, reclaimed=_mib(space.reclaimed_pages),
                                error=error))
             break
-        filed = int(np.count_nonzero(space.lazyfree_lru("heap")))
-        usage = space.charged_pages
+        # Written-again pages stay filed (see the docstring); the model's lazyfree_lru would
+        # drop them at reclaim's first look.  They are never reclaimed (dirty), so all remain.
+        filed = space.count(PageState.LAZYFREE, "heap") + (rewritten // PAGE_SIZE if i >= 3 else 0)
+        usage = usage_pages(space)
         out.append(Metrics(
             step=i, smaps_rss=_mib(space.rss_pages("heap")),
             smaps_lazyfree=_mib(space.lazyfree_pages("heap")),
-            usage=_mib(usage), cgroup_rss=_mib(usage), inactive_file=_mib(filed),
+            usage=_mib(usage), cgroup_rss=_mib(space.charged_pages), inactive_file=_mib(filed),
             working_set=_mib(usage - filed),
             true_live=_mib(space.count(PageState.RESIDENT, "heap") + space.pressure_pages),
             reclaimed=_mib(space.reclaimed_pages), error=None))
@@ -466,10 +491,10 @@ def describe_metrics(step: int, share_percent: int, rewritten_percent: int, pres
     if killed:
         return (f"At step {m.step} ({METRIC_STEPS[m.step]}) the process is OOM-killed: live memory "
                 f"plus the {pressure_mib} MiB allocation does not fit in {METRICS_LIMIT_MIB} MiB.")
-    return (f"After step {m.step} ({METRIC_STEPS[m.step]}): process RSS {m.smaps_rss:g} MiB, "
-            f"LazyFree {m.smaps_lazyfree:g} MiB, cgroup usage and rss {m.usage:g} MiB, "
-            f"inactive_file {m.inactive_file:g} MiB, working set {m.working_set:g} MiB; the "
-            f"program really uses {m.true_live:g} MiB ({m.reclaimed:g} MiB reclaimed so far).")
+    return (f"After step {m.step} ({METRIC_STEPS[m.step]}): process RSS {m.smaps_rss:.4g} MiB, "
+            f"LazyFree {m.smaps_lazyfree:.4g} MiB, cgroup usage and rss {m.usage:.4g} MiB, "
+            f"inactive_file {m.inactive_file:.4g} MiB, working set {m.working_set:.4g} MiB; the "
+            f"program really uses {m.true_live:.4g} MiB ({m.reclaimed:.4g} MiB reclaimed so far).")
 
 
 def metrics_figure(step: int, share_percent: int, rewritten_percent: int, pressure_mib: int) -> go.Figure:
@@ -479,11 +504,11 @@ def metrics_figure(step: int, share_percent: int, rewritten_percent: int, pressu
     colours = [COLORS["rss"], COLORS["lazyfree"], "#0072B2", "#56B4E9", "#009E73", "#CC79A7"]
     patterns = ["" if src == "model" else "/" for _, _, src in METRICS]
     fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colours, marker_pattern_shape=patterns,
-                           text=[f"{v:g}" for v in values], textposition="outside", cliponaxis=False,
+                           text=[f"{v:.4g}" for v in values], textposition="outside", cliponaxis=False,
                            showlegend=False, hovertemplate="%{x}: %{y:g} MiB<extra></extra>"))
     if not killed:
         fig.add_hline(y=m.true_live, line=dict(color="#000000", dash="dash", width=2),
-                      annotation_text=f"really in use: {m.true_live:g} MiB",
+                      annotation_text=f"really in use: {m.true_live:.4g} MiB",
                       annotation_position="top left")
     fig.add_shape(type="line", xref="x", yref="paper", x0=1.5, x1=1.5, y0=0, y1=1,
                   line=dict(color="#999999", width=1, dash="dot"))
@@ -518,6 +543,123 @@ metrics_explorable = Explorable(
     rewritten_percent=Slider(REWRITTEN, label="written again", unit=" % of freed", default=50),
     pressure_mib=Dropdown({f"{p} MiB": p for p in METRICS_PRESSURES}, label="pressure", default=0),
 )
+
+
+# ================================================================== text summaries
+
+def _n(pages: int) -> str:
+    return f"{pages:,} pages ({_mib(pages):.4g} MiB)"
+
+
+def pagemap_summary() -> str:
+    """The page map's text summary (screen readers, print), computed from the model."""
+    from models.viz.pagemap import snapshots
+
+    def run(limit, pressure):
+        return snapshots(two_regions_scenario(limit, pressure))
+
+    def reclaimed(snap, region):
+        return snap.count(int(PageState.RECLAIMED), region)
+
+    d = run(192, 96)
+    r = [snap.result for snap in d.snapshots]
+    old6, new6 = reclaimed(d.snapshots[6], "old"), reclaimed(d.snapshots[6], "new")
+    text = [
+        "Two 8 x 8 grids, old and new, one cell per MiB (256 pages) coloured by page state, page 0 "
+        "at the top left; a table of RSS, LazyFree, faults and zero-page reads; and a bar of what "
+        "the memory budget is charged for (written memory, lazily freed memory, the other "
+        "allocation and, where the model counts them, page tables), with the limit marked.",
+        f"With the defaults (limit 192 MiB, another 96 MiB): after the two madvise steps both grids "
+        f"are all lazily freed, RSS and LazyFree {_mib(r[5].rss_pages):.4g} MiB.",
+        f"At the pressure step the first {_n(old6)} of old turn reclaimed (the top rows of its grid) "
+        + ("and new keeps every page" if new6 == 0 else f"and {_n(new6)} of new")
+        + f": RSS and LazyFree {_mib(r[6].rss_pages):.4g} MiB, and the budget is full.",
+        f"Reading old then takes {r[7].faults:,} faults and returns {r[7].zero_pages:,} pages of "
+        f"zeros, mapped to the zero page, so RSS stays {_mib(r[7].rss_pages):.4g} MiB; reading new "
+        f"returns {r[8].zero_pages:,} zero pages; writing new cancels its free with "
+        f"{r[9].faults:,} faults, and LazyFree falls to {_mib(r[9].lazyfree_pages):.4g} MiB, the "
+        f"survivors of old.",
+    ]
+    big = run(256, 96)
+    n = reclaimed(big.snapshots[6], "old") + reclaimed(big.snapshots[6], "new")
+    text.append("With a 256 MiB limit the 96 MiB fits and " +
+                ("nothing is reclaimed." if n == 0 else f"only {_n(n)} are reclaimed."))
+    big = run(192, 160)
+    s6 = big.snapshots[6]
+    last = big.snapshots[-1]
+    text.append(f"With 160 MiB more under 192 MiB, reclaim takes {_n(reclaimed(s6, 'old'))} of old "
+                f"and {_n(reclaimed(s6, 'new'))} of new"
+                + (f", and the final write to new ends in an OOM kill at step {last.step}: its "
+                   f"reclaimed pages need new ones, and reclaim takes the rest of new from under the "
+                   f"write." if last.result.error == "OOM_KILL" else "."))
+    small = run(144, 160)
+    last = small.snapshots[-1]
+    if last.result.error == "OOM_KILL":
+        text.append(f"With 160 MiB more under a 144 MiB limit the allocation cannot fit even with "
+                    f"every lazily freed page gone: the process is OOM-killed at step {last.step}.")
+    return " ".join(text)
+
+
+def limit_summary() -> str:
+    """The OOM-point figure's text summary, computed from the model."""
+    s = limit_sweep(192, 50, "MADV_FREE", "6.18")
+    first = int(s.second_mib[np.flatnonzero(s.reclaimed_mib > 0)[0]])
+    fit = s.largest_fit_mib
+    text = [
+        "The x axis is the size of the second allocation, 0 to 256 MiB in steps of 8 MiB; the y "
+        "axis is memory in MiB. Lines show the heap's RSS, its lazily freed part, the pages "
+        "reclaimed so far, the second allocation, and heap RSS plus the allocation; a dashed line "
+        "marks the limit, and a red band covers the sizes that end in an OOM kill.",
+        f"With the defaults (limit 192 MiB, 50 % of the 128 MiB heap freed with MADV_FREE, Linux "
+        f"4.12 or later), RSS stays at {s.rss_before_mib:.4g} MiB up to a {first - 8} MiB allocation; "
+        f"from {first} MiB on, reclaim starts and RSS falls by about 1 MiB per MiB of allocation, "
+        f"down to {np.nanmin(s.heap_rss_mib):.4g} MiB at {fit} MiB, the largest allocation that "
+        f"fits; from {fit + 8} MiB on, the process is OOM-killed.",
+    ]
+    parts = []
+    for share in (0, 100):
+        t = limit_sweep(192, share, "MADV_FREE", "6.18")
+        parts.append(f"with {share} % freed the largest allocation that fits is {t.largest_fit_mib} MiB")
+    text.append("Under the same limit, " + "; ".join(parts) + ".")
+    dn = limit_sweep(192, 50, "MADV_DONTNEED", "6.18")
+    text.append(f"With MADV_DONTNEED, RSS starts at {dn.rss_before_mib:.4g} MiB, nothing is ever "
+                f"reclaimed, and the largest allocation that fits is {dn.largest_fit_mib} MiB"
+                + (", the same as with MADV_FREE." if dn.largest_fit_mib == fit else "."))
+    k49 = limit_sweep(192, 50, "MADV_FREE", "4.9")
+    k44 = limit_sweep(192, 50, "MADV_FREE", "4.4")
+    text.append(f"On Linux 4.9 without swap, MADV_FREE is applied as {k49.acts_as} and gives that "
+                f"picture; on Linux 4.4 it fails with {k44.madvise_error}, nothing is released, and "
+                f"the largest allocation that fits is {k44.largest_fit_mib} MiB. Moving the limit "
+                f"moves every threshold by the same amount.")
+    return " ".join(text)
+
+
+def metrics_summary() -> str:
+    """The metrics figure's text summary, computed from the model."""
+    a = metrics_model(50, 0, 0)[2]
+    b = metrics_model(50, 50, 0)[3]
+    c = metrics_model(50, 50, 88)[4]
+    z = metrics_model(0, 0, 0)[4]
+    k = metrics_model(0, 0, 88)
+    return " ".join([
+        "Six bars in MiB: process RSS, LazyFree, cgroup usage, cgroup rss, inactive_file and the "
+        "working set (the last four hatched: derived), with a dashed line at the memory the program "
+        f"really uses (written pages plus the other allocation), under a {METRICS_LIMIT_MIB} MiB limit.",
+        f"Freeing 50 % of the 128 MiB heap: RSS, usage and rss stay at {a.smaps_rss:.4g}, LazyFree "
+        f"and inactive_file read {a.inactive_file:.4g}, and the working set drops at once to "
+        f"{a.working_set:.4g}, the live memory.",
+        f"Writing half of the freed part again: LazyFree falls to {b.smaps_lazyfree:.4g} and live "
+        f"memory rises to {b.true_live:.4g}, but inactive_file stays at {b.inactive_file:.4g}, so the "
+        f"working set stays at {b.working_set:.4g}, an under-count of "
+        f"{b.true_live - b.working_set:.4g} MiB.",
+        f"Then 88 MiB of pressure: reclaim discards {c.reclaimed:.4g} MiB of the clean pages; RSS "
+        f"{c.smaps_rss:.4g}, LazyFree {c.smaps_lazyfree:.4g}, usage {c.usage:.4g}, inactive_file "
+        f"{c.inactive_file:.4g} (the pages written again are still counted there), and the working set "
+        f"{c.working_set:.4g} against {c.true_live:.4g} really in use.",
+        f"With nothing freed, RSS, usage, rss and the working set all equal the live "
+        f"{z.smaps_rss:.4g} MiB"
+        + (", and 88 MiB of pressure ends in an OOM kill." if k[-1].error == "OOM_KILL" else "."),
+    ])
 
 
 # ================================================================== the generated quiz
@@ -608,6 +750,262 @@ def reclaim_summary(cell) -> str:
             f"the reclaim took {k[9].faults:,} faults on the kernel (model {m[9].faults:,}).")
 
 
+# ================================================================== the metrics on the real kernel
+
+#: The child that runs the metrics program on the kernel: stdlib only, so that it starts fast and
+#: charges little; it reports smaps Rss/LazyFree of its heap after each command.
+_METRICS_CHILD = r"""
+import ctypes, mmap, os, sys
+PAGE = 4096
+libc = ctypes.CDLL(None, use_errno=True)
+libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+MADV_FREE, MADV_NOHUGEPAGE, MADV_COLD = 8, 15, 20
+cpu = libc.sched_getcpu()
+if cpu >= 0:
+    os.sched_setaffinity(0, {cpu})   # every LRU batch we fill is on the CPU we drain
+scratch = mmap.mmap(-1, PAGE)
+scratch[0] = 1
+scratch_addr = ctypes.addressof(ctypes.c_char.from_buffer(scratch))
+maps = {}
+def addr(buf):
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+def smaps(lo, hi):
+    libc.madvise(scratch_addr, PAGE, MADV_COLD)   # lru_add_drain(): LazyFree exact (K4)
+    rss = lazy = 0
+    cur = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and not head.endswith(":"):
+                a, b = (int(x, 16) for x in head.split("-"))
+                cur = a < hi and b > lo
+            elif cur and line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif cur and line.startswith("LazyFree:"):
+                lazy += int(line.split()[1])
+    return rss, lazy
+def write(buf, off, length):
+    for o in range(off, off + length, PAGE):
+        buf[o] = 0xAB
+for _ in range(3):
+    smaps(0, 1)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd, *args = line.split()
+    n = [int(x) for x in args]
+    if cmd == "mmap":
+        # [guard][heap][guard]: PROT_NONE guards keep the heap a VMA of its own (FACTS E5)
+        heap = mmap.mmap(-1, n[0] + 2 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        base = addr(heap) + PAGE
+        libc.mprotect(ctypes.c_void_p(base - PAGE), PAGE, 0)
+        libc.mprotect(ctypes.c_void_p(base + n[0]), PAGE, 0)
+        heap_len = n[0]
+        libc.madvise(base, n[0], MADV_NOHUGEPAGE)   # 4 KiB pages
+    elif cmd == "write":
+        write(heap, PAGE + n[0], n[1])
+    elif cmd == "free":
+        if n[1] and libc.madvise(base + n[0], n[1], MADV_FREE) != 0:
+            print("error", ctypes.get_errno(), flush=True)
+            continue
+    elif cmd == "pressure":
+        other = mmap.mmap(-1, n[0], flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        libc.madvise(addr(other), n[0], MADV_NOHUGEPAGE)
+        write(other, 0, n[0])
+    rss, lazy = smaps(base, base + heap_len) if "heap" in globals() else (0, 0)
+    print("ok", rss, lazy, flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class MeasuredMetrics:
+    """The metrics program run on a kernel in a memory cgroup (MiB above the cgroup's baseline)."""
+
+    share_percent: int
+    rewritten_percent: int
+    pressure_mib: int
+    rows: tuple            # per step: dict of smaps_rss, smaps_lazyfree, usage, cgroup_rss,
+    #                        inactive_file, working_set (MiB), error (None / "OOM_KILL")
+    kernel_release: str
+    cgroup_version: int
+    recorded_at: str
+    live: bool = True
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {"format": 1, "kind": "ch05-cgroup-metrics", "share_percent": self.share_percent,
+                "rewritten_percent": self.rewritten_percent, "pressure_mib": self.pressure_mib,
+                "rows": list(self.rows), "kernel_release": self.kernel_release,
+                "cgroup_version": self.cgroup_version, "recorded_at": self.recorded_at}
+
+
+METRICS_RECORD_ID = "ch05-metrics"
+_METRIC_KEYS = ("smaps_rss", "smaps_lazyfree", "usage", "cgroup_rss", "inactive_file", "working_set")
+
+
+def measure_metrics(share_percent: int = 50, rewritten_percent: int = 50,
+                    pressure_mib: int = 88) -> MeasuredMetrics:
+    """Run the metrics program on this kernel, in a memory cgroup of our own (child of ours,
+    always removed), limited to its baseline + 192 MiB; read ``memory.stat`` after each step.
+
+    ``usage`` is ``memory.usage_in_bytes`` (v2 ``memory.current``), ``cgroup_rss`` v1
+    ``total_rss`` (v2 ``anon``), ``inactive_file`` v1 ``total_inactive_file`` (v2
+    ``inactive_file``), all minus their values before the first step; ``working_set`` is
+    usage - inactive_file, as cAdvisor computes it.  Raises OSError where no memory cgroup
+    can be made (not Linux, not root...).
+    """
+    import datetime
+    import subprocess
+    import sys
+
+    from models.realkernel.cgroup import MemoryCgroup, cgroup_support
+    metrics_model(share_percent, rewritten_percent, pressure_mib)      # validates the parameters
+    ok, why = cgroup_support()
+    if not ok:
+        raise OSError(why)
+    heap = HEAP_MIB * MiB
+    freed_pages = HEAP_MIB * PAGES_PER_MIB * share_percent // 100
+    freed = freed_pages * PAGE_SIZE
+    rewritten = freed_pages * rewritten_percent // 100 * PAGE_SIZE
+    commands = [f"mmap {heap}", f"write 0 {heap}", f"free {heap - freed} {freed}",
+                f"write {heap - freed} {rewritten}", f"pressure {pressure_mib * MiB}"]
+    if not pressure_mib:
+        commands[-1] = "noop"
+
+    def stat(cg) -> dict:
+        st = cg.stat()
+        return {"usage": cg.usage_bytes(),
+                "cgroup_rss": st.get("total_rss", st.get("anon", 0)),
+                "inactive_file": st.get("total_inactive_file", st.get("inactive_file", 0))}
+
+    rows = []
+    with MemoryCgroup(prefix="membook-ch05") as cg:
+        child = subprocess.Popen([sys.executable, "-c", _METRICS_CHILD], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            if child.stdout.readline().split() != ["ready"]:
+                raise OSError("the metrics child did not start")
+            cg.add_process(child.pid)
+            child.stdin.write("noop\n")
+            child.stdin.flush()
+            child.stdout.readline()
+            base = stat(cg)
+            cg.set_limit(base["usage"] + METRICS_LIMIT_MIB * MiB)
+            for cmd in commands:
+                child.stdin.write(cmd + "\n")
+                child.stdin.flush()
+                reply = child.stdout.readline().split()
+                if not reply:
+                    child.wait(timeout=10)
+                    error = "OOM_KILL" if cg.oom_kills() else f"child exited ({child.returncode})"
+                    rows.append({**{k: 0.0 for k in _METRIC_KEYS}, "error": error})
+                    break
+                if reply[0] != "ok":
+                    raise OSError(f"the metrics child failed at {cmd!r}: {' '.join(reply)}")
+                now = stat(cg)
+                row = {k: round((now[k] - base[k]) / MiB, 1) for k in ("usage", "cgroup_rss", "inactive_file")}
+                row["working_set"] = round(row["usage"] - row["inactive_file"], 1)
+                row["smaps_rss"] = round(int(reply[1]) / 1024, 1)
+                row["smaps_lazyfree"] = round(int(reply[2]) / 1024, 1)
+                row["error"] = None
+                rows.append(row)
+        finally:
+            if child.poll() is None:
+                child.stdin.close()
+                child.wait(timeout=10)
+        version = cg.version
+    return MeasuredMetrics(share_percent, rewritten_percent, pressure_mib, tuple(rows),
+                           os.uname().release, version,
+                           datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
+
+
+def metrics_on_kernel(share_percent: int = 50, rewritten_percent: int = 50, pressure_mib: int = 88,
+                      force_recorded: Optional[bool] = None) -> MeasuredMetrics:
+    """:func:`measure_metrics` here if possible, else the recording in ``book/recorded/``
+    (labelled, with the reason).  ``BOOK_RECORD=1`` rewrites the recording after a live run."""
+    import json
+
+    from models.viz.kernel_cell import FORCE_RECORDED_ENV, RECORD_ENV, record_path
+    if force_recorded is None:
+        force_recorded = os.environ.get(FORCE_RECORDED_ENV, "") == "1"
+    reason = "the recording was asked for" if force_recorded else ""
+    if not force_recorded:
+        try:
+            live = measure_metrics(share_percent, rewritten_percent, pressure_mib)
+        except (OSError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            if os.environ.get(RECORD_ENV, "") == "1":
+                record_path(METRICS_RECORD_ID).write_text(json.dumps(live.to_json(), indent=1) + "\n")
+            return live
+    obj = json.loads(record_path(METRICS_RECORD_ID).read_text())
+    if (obj["share_percent"], obj["rewritten_percent"], obj["pressure_mib"]) != \
+            (share_percent, rewritten_percent, pressure_mib):
+        raise ModelInputError(f"book/recorded/{METRICS_RECORD_ID}.json holds another combination; "
+                              f"re-record it with BOOK_RECORD=1")
+    return MeasuredMetrics(obj["share_percent"], obj["rewritten_percent"], obj["pressure_mib"],
+                           tuple(obj["rows"]), obj["kernel_release"], obj["cgroup_version"],
+                           obj["recorded_at"], live=False, reason=reason)
+
+
+class MetricsTable:
+    """Measured cgroup metrics beside the model's; displays as an HTML table."""
+
+    def __init__(self, measured: MeasuredMetrics):
+        self.measured = measured
+        self.model = metrics_model(measured.share_percent, measured.rewritten_percent,
+                                   measured.pressure_mib)
+
+    def source(self) -> str:
+        m = self.measured
+        where = (f"measured on Linux {m.kernel_release} (cgroup v{m.cgroup_version}) on {m.recorded_at[:10]}"
+                 + ("" if m.live else ", recorded on this book's build machine"))
+        return where + (f". Not run live here: {m.reason}" if m.reason else "")
+
+    def rows(self):
+        for i, meas in enumerate(self.measured.rows):
+            model = self.model[i] if i < len(self.model) else None
+            yield i, meas, model
+
+    def max_difference(self) -> float:
+        """Largest |kernel - model| over the steps both ran, in MiB."""
+        worst = 0.0
+        for _, meas, model in self.rows():
+            if model is None or meas["error"] or model.error:
+                continue
+            worst = max(worst, max(abs(meas[k] - getattr(model, k)) for k in _METRIC_KEYS))
+        return worst
+
+    def _repr_html_(self) -> str:
+        import html as _html
+        head = "".join(f"<th colspan='2'>{_html.escape(label.replace('<br>', ' '))}</th>"
+                       for _, label, _ in METRICS)
+        sub = "<th>kernel</th><th>model</th>" * len(METRICS)
+        body = []
+        for i, meas, model in self.rows():
+            cells = []
+            for key, _, _ in METRICS:
+                k = "-" if meas["error"] else f"{meas[key]:.4g}"
+                m = "-" if model is None or model.error else f"{getattr(model, key):.4g}"
+                cells.append(f"<td>{k}</td><td>{m}</td>")
+            err = meas["error"] or ""
+            body.append(f"<tr><td>{i}: {_html.escape(METRIC_STEPS[i])}</td>{''.join(cells)}"
+                        f"<td>{_html.escape(err)}</td></tr>")
+        return (f"<p><strong>Kernel: {_html.escape(self.source())}.</strong> MiB above the cgroup's "
+                f"baseline; model: the book's page model with the accounting rules of the figure "
+                f"above.</p><table class='kernel-vs-model' style='font-size:0.85em'><thead><tr>"
+                f"<th rowspan='2'>step</th>{head}<th rowspan='2'>error</th></tr><tr>{sub}</tr>"
+                f"</thead><tbody>{''.join(body)}</tbody></table>"
+                f"<p>Largest difference between kernel and model: {self.max_difference():.1f} MiB.</p>")
+
+    def __repr__(self) -> str:
+        lines = [f"Kernel: {self.source()}"]
+        for i, meas, model in self.rows():
+            k = " ".join(f"{meas[key]:>6g}" for key in _METRIC_KEYS)
+            m = "" if model is None else " ".join(f"{getattr(model, key):>6g}" for key in _METRIC_KEYS)
+            lines.append(f"{i}: {k} | {m} {meas['error'] or ''}")
+        return "\n".join(lines)
+
+
 # ================================================================== this machine's watermarks
 
 @dataclass(frozen=True)
@@ -671,4 +1069,4 @@ def watermarks_text() -> str:
 __all__ = ["reclaim_pagemap", "limit_explorer", "metrics_explorable", "two_regions_scenario",
            "pagemap_budget", "limit_sweep", "metrics_model", "kernel_two_regions", "kernel_oom",
            "reclaim_summary", "read_watermarks", "watermarks_text", "quiz_pagemap", "quiz_reclaimed",
-           "QUIZ_SEED"]
+           "QUIZ_SEED", "pagemap_summary", "limit_summary", "metrics_summary", "measure_metrics", "metrics_on_kernel", "MetricsTable"]
