@@ -116,8 +116,15 @@ def symptom_figure(kernel: str = "6.18", neighbour: bool = False) -> go.Figure:
                                  hovertemplate=f"Go {v}: %{{y:.0f}} MiB at %{{x:.1f}} min<extra></extra>"))
     tl = runs["1.11"]
     fig.add_trace(go.Scatter(x=tl.t / 60, y=_mib(tl.heap_inuse_pages), name="heap in use (HeapInuse), both versions",
-                             mode="lines", line=dict(color=GREY, dash="dash", width=1.2),
+                             mode="lines", line=dict(color="#999999", width=1),
                              hovertemplate="HeapInuse: %{y:.0f} MiB<extra></extra>"))
+    t = runs["1.11"].t
+    if neighbour:
+        # What the neighbour asks for (it is not part of the Go program's RSS).
+        fig.add_trace(go.Scatter(x=t / 60, y=np.where(t >= NEIGHBOUR_AT, NEIGHBOUR_BYTES / MiB, 0.0),
+                                 name="neighbour's memory (not in RSS)", mode="lines",
+                                 line=dict(color="#000000", width=1.5, dash="dot"),
+                                 hovertemplate="neighbour: %{y:.0f} MiB<extra></extra>"))
     _burst_band(fig)
     fig.add_annotation(x=(SYMPTOM["spike_start"] + 30) / 60, y=440, text="burst", showarrow=False,
                        font=dict(size=11, color=GREY))
@@ -127,8 +134,8 @@ def symptom_figure(kernel: str = "6.18", neighbour: bool = False) -> go.Figure:
                            xanchor="left", xshift=4, font=dict(size=11))
     fig.update_xaxes(title_text="time (minutes)", range=[0, 45], dtick=5)
     fig.update_yaxes(title_text="memory (MiB)", range=[0, 460])
-    fig.update_layout(height=420, margin=dict(t=50, b=50, l=60, r=20),
-                      legend=dict(orientation="h", y=1.12, x=0),
+    fig.update_layout(height=470, margin=dict(t=40, b=60, l=60, r=20),
+                      legend=dict(orientation="h", y=-0.16, x=0, yanchor="top"),
                       title=dict(text="The same service, Go 1.11 vs Go 1.12", font_size=14))
     return fig
 
@@ -174,12 +181,13 @@ def metrics_figure(go_version: str = "1.12", metric: str = "rss") -> go.Figure:
                              line=dict(color=VERSION_COLORS[go_version], width=2.5),
                              hovertemplate=f"{label}: %{{y:.0f}} MiB at %{{x:.1f}} min<extra></extra>"))
     fig.add_trace(go.Scatter(x=tl.t / 60, y=m["heap_inuse"], name="heap in use (HeapInuse)", mode="lines",
-                             line=dict(color=GREY, dash="dash", width=1.2),
+                             line=dict(color="#999999", width=1),
                              hovertemplate="HeapInuse: %{y:.0f} MiB<extra></extra>"))
     _burst_band(fig)
     fig.update_xaxes(title_text="time (minutes)", range=[0, 45], dtick=5)
     fig.update_yaxes(title_text="memory (MiB)", range=[0, 460])
-    fig.update_layout(height=380, margin=dict(t=50, b=50, l=60, r=20), legend=dict(orientation="h", y=1.14, x=0),
+    fig.update_layout(height=430, margin=dict(t=40, b=60, l=60, r=20),
+                      legend=dict(orientation="h", y=-0.18, x=0, yanchor="top"),
                       title=dict(text=f"Go {go_version}: {label}", font_size=14))
     fig.add_annotation(text="model: no page cache or kernel memory in 'usage'", xref="paper", yref="paper",
                        x=1, y=0.98, xanchor="right", showarrow=False, font=dict(size=10, color=GREY))
@@ -224,7 +232,7 @@ SERVICE_NEIGHBOUR_AT = 330.0
 GO_VERSIONS = (1.11, 1.12, 1.13, 1.16, 1.19)
 VERSION_KERNELS = {"Linux 6.18, no swap": "6.18", "Linux 4.9, no swap": "4.9"}
 GOMEMLIMITS = {"off": 0, "384 MiB": 384, "320 MiB": 320}
-MADVDONTNEED = {"version default": "default", "madvdontneed=0": "0", "madvdontneed=1": "1"}
+MADVDONTNEED = {"version default": "default", "madvdontneed=1": "1", "madvdontneed=0": "0"}
 
 
 def _version(go_version) -> str:
@@ -319,6 +327,10 @@ def versions_figure(go_version=1.12, madvdontneed: str = "default", kernel: str 
     fig.add_trace(go.Scatter(x=t, y=m["heap_inuse"], mode="lines", name="heap in use",
                              line=dict(color=GREY, width=1), hovertemplate="HeapInuse: %{y:.0f} MiB<extra></extra>"),
                   row=2, col=1)
+    if neighbour:
+        fig.add_trace(go.Scatter(x=t, y=np.where(t >= SERVICE_NEIGHBOUR_AT, NEIGHBOUR_BYTES / MiB, 0.0), mode="lines",
+                                 name="neighbour's memory", line=dict(color="#000000", width=1.5, dash="dot"),
+                                 hovertemplate="neighbour: %{y:.0f} MiB<extra></extra>"), row=2, col=1)
     fig.add_vrect(x0=SERVICE["spike_start"], x1=SERVICE["spike_start"] + SERVICE["spike_seconds"],
                   fillcolor="#BBBBBB", opacity=0.35, line_width=0, layer="below", row=2, col=1)
     if neighbour:
@@ -441,25 +453,23 @@ GO_BARS = ("HeapSys", "HeapInuse", "HeapIdle", "HeapReleased", "HeapIdle - HeapR
 
 def dashboard_figure(phase: str = "release", madvdontneed: str = "0", kernel: str = "6.18",
                      pressure: bool = False) -> go.Figure:
+    """Every number of one moment as a horizontal bar, grouped by source (address space, kernel,
+    cgroup, Go runtime), on one MiB scale."""
     d = dashboard_values(phase, madvdontneed, kernel, pressure)
-    fig = make_subplots(rows=1, cols=4, column_widths=[0.09, 0.3, 0.2, 0.41], horizontal_spacing=0.045,
-                        subplot_titles=("address space", "kernel, per process", "cgroup", "Go runtime (MemStats)"))
-    no_field = kernel != "6.18"
-
-    def bars(col, names, color):
-        ys = [d[n] for n in names]
-        text = [("no field<br>before 4.12" if (n == "LazyFree" and no_field) else f"{y:.0f}") for n, y in zip(names, ys)]
-        fig.add_trace(go.Bar(x=[n.replace(" - ", " −<br>") for n in names], y=ys, marker_color=color, text=text,
-                             textposition="outside", cliponaxis=False, showlegend=False,
-                             hovertemplate="%{x}: %{y:.1f} MiB<extra></extra>"), row=1, col=col)
-
-    bars(1, ("VSZ",), COLORS["vsz"])
-    bars(2, KERNEL_BARS, [COLORS["rss"], COLORS["lazyfree"], "#8C2D04"])
-    bars(3, CGROUP_BARS, ["#56B4E9", "#0072B2"])
-    bars(4, GO_BARS, ["#999999", "#555555", "#009E73", "#CC79A7", "#117733"])
-    fig.update_yaxes(title_text="MiB", range=[0, 1.25 * d["VSZ"]], row=1, col=1)
-    for col in (2, 3, 4):
-        fig.update_yaxes(range=[0, 345], title_text="MiB" if col == 2 else None, row=1, col=col)
+    no_field = not _kernel_has_lazyfree(kernel)
+    groups = (("address space", ("VSZ",), (COLORS["vsz"],)),
+              ("kernel, per process", KERNEL_BARS, (COLORS["rss"], COLORS["lazyfree"], "#8C2D04")),
+              ("cgroup", CGROUP_BARS, ("#56B4E9", "#0072B2")),
+              ("Go runtime (MemStats)", GO_BARS, ("#999999", "#555555", "#009E73", "#CC79A7", "#117733")))
+    fig = go.Figure()
+    for group, names, colors in groups:
+        ys = [f"{n.replace(' - ', ' − ')}  <span style='color:#777'>({group})</span>" for n in names]
+        xs = [d[n] for n in names]
+        text = [("no LazyFree field before 4.12" if (n == "LazyFree" and no_field) else f"{x:.0f} MiB")
+                for n, x in zip(names, xs)]
+        fig.add_trace(go.Bar(y=ys, x=xs, orientation="h", marker_color=list(colors), text=text,
+                             textposition="outside", cliponaxis=False, name=group,
+                             hovertemplate="%{y}: %{x:.1f} MiB<extra></extra>"))
     facts = [f"advice used: {d['advice']}"]
     if pressure and phase in ("pressure", "reallocate"):
         facts.append(f"reclaimed under the 320 MiB limit: {d['reclaimed']:.0f} MiB")
@@ -471,11 +481,14 @@ def dashboard_figure(phase: str = "release", madvdontneed: str = "0", kernel: st
         facts.append("the 160 MiB second allocation comes at the 'pressure' phase")
     if not pressure and phase == "pressure":
         facts.append("no memory limit: nothing happens at this phase")
-    fig.update_layout(height=430, margin=dict(t=80, b=70, l=55, r=10),
-                      title=dict(text="; ".join(facts), font_size=12, x=0.01, y=0.97))
-    fig.add_annotation(text="MiB; model without page cache. VSZ: the model's two mappings (own scale)",
-                       xref="paper", yref="paper", x=0, y=-0.22, showarrow=False, xanchor="left",
-                       font=dict(size=10, color=GREY))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text="memory (MiB)", range=[0, 420])
+    fig.update_layout(height=500, margin=dict(t=70, b=115, l=10, r=20), showlegend=False, bargap=0.25,
+                      title=dict(text=facts[0] + ("<br>" + "; ".join(facts[1:]) if facts[1:] else ""),
+                                 font_size=13, x=0.01))
+    fig.add_annotation(text="model: no page cache in 'cgroup usage'<br>VSZ: the model's two mappings "
+                            "(a real Go process reserves more)", xref="paper", yref="paper", x=1, y=-0.3,
+                       showarrow=False, xanchor="right", align="right", font=dict(size=10, color=GREY))
     return fig
 
 
