@@ -45,7 +45,7 @@ from models.scenario import library_names, resolve
 from models.scenario.format import StepResult
 from models.units import PAGE_SIZE
 from models.viz import COLORS, STATIC_BUILD_ENV, Dropdown, Explorable, Slider
-from models.viz.kernel_cell import (FORCE_RECORDED_ENV, RECORD_ENV, RECORDED_DIR, KernelVsModel,
+from models.viz.kernel_cell import (FORCE_RECORDED_ENV, RECORD_ENV, RECORDED_DIR, _scenario_json,
                                     _swap_total, _thp_setting, kernel_vs_model, load_recording)
 
 MiB = 1 << 20
@@ -173,6 +173,7 @@ class LibraryRun:
     """Every library scenario on the kernel (live or recorded) beside the model."""
     results: dict                     # name -> KernelVsModel
     model_profile: str
+    missing: dict = field(default_factory=dict)   # name -> why neither a live run nor a recording
 
     def summary_rows(self) -> list[tuple[str, int, str, str]]:
         rows = []
@@ -183,6 +184,8 @@ class LibraryRun:
                 first = r.mismatches[0]
                 verdict = f"differs first at step {first.step} ({first.op}), {first.field}"
             rows.append((name, SCENARIO_CHAPTER.get(name, 0), "live" if r.live else "recorded", verdict))
+        for name, why in self.missing.items():
+            rows.append((name, SCENARIO_CHAPTER.get(name, 0), "none", f"not shown: {why}"))
         return rows
 
     def html(self) -> str:
@@ -219,9 +222,13 @@ def library_run() -> LibraryRun:
     """Run (once per process) every library scenario on this kernel beside the model."""
     if not _LIBRARY:
         version, _swap = auto_profile()
-        results = {name: kernel_vs_model(name, record_id(name), kernel_version=version)
-                   for name in library_names()}
-        _LIBRARY.append(LibraryRun(results, version))
+        results, missing = {}, {}
+        for name in library_names():
+            try:
+                results[name] = kernel_vs_model(name, record_id(name), kernel_version=version)
+            except ModelInputError as exc:      # not live here, and no (current) recording
+                missing[name] = str(exc)
+        _LIBRARY.append(LibraryRun(results, version, missing))
     return _LIBRARY[0]
 
 
@@ -307,12 +314,21 @@ class KernelSide:
 
 
 def recorded_side() -> KernelSide:
-    rows, release, swap, date = {}, "6.18", None, ""
+    """The recorded runs; a scenario added to the library after the recording shows as not run."""
+    rows, missing, release, swap, date = {}, {}, "6.18", None, ""
     for name in library_names():
-        rec = load_recording(record_id(name))
+        try:
+            rec = load_recording(record_id(name))
+        except ModelInputError:
+            missing[name] = "no recording of this scenario yet"
+            continue
+        if rec.scenario != _scenario_json(resolve(name)):
+            missing[name] = "the scenario changed after it was recorded"
+            continue
         rows[name] = list(rec.kernel)
         release, swap, date = rec.kernel_release, rec.swap_bytes, rec.date
-    return KernelSide(rows, release, swap, f"recorded on {date}, Linux {release}, this book's build machine")
+    return KernelSide(rows, release, swap, f"recorded on {date}, Linux {release}, this book's build machine",
+                      missing)
 
 
 def live_side() -> Optional[KernelSide]:
@@ -349,8 +365,13 @@ def fidelity_cells(side: KernelSide, metric: str, tolerance: str, profile: str):
             zr.append(cat + 0.5)
             if kernel is None:
                 what = f"not run here: {side.missing.get(name, 'no kernel run')}"
+            elif k is None or m is None:
+                what = ("run by neither (after an OOM kill)" if k is None and m is None else
+                        f"{'kernel' if k is None else 'model'}: did not run")
             elif metric == "all":
-                what = "; ".join(f"{f.replace('_pages', '')} {_v(k, f)}/{_v(m, f)}" for f in NUMERIC + ("error",))
+                diff = [f for f in NUMERIC + ("error",) if k is None or m is None or getattr(k, f) != getattr(m, f)]
+                what = ("kernel = model" if not diff else
+                        "; ".join(f"{f.replace('_pages', '')} {_v(k, f)}/{_v(m, f)}" for f in diff) + " (kernel/model)")
             else:
                 what = f"kernel {_v(k, metric)}, model {_v(m, metric)}"
                 if metric == "faults" and not comparable[i]:
@@ -385,12 +406,13 @@ def fidelity_figure(source: str, metric: str, tolerance: str, profile: str) -> g
     for i, colour in enumerate(_CATEGORY_COLOURS):
         scale += [[i / n, colour], [(i + 1) / n, colour]]
     fig.add_trace(go.Heatmap(
-        z=z, x=list(range(len(z[0]))), y=[f"{nm} (ch. {SCENARIO_CHAPTER.get(nm, '?')})" for nm in names],
+        z=z, x=list(range(len(z[0]))),
+        y=[f"{nm} (ch. {SCENARIO_CHAPTER[nm]})" if nm in SCENARIO_CHAPTER else nm for nm in names],
         text=text, hovertemplate="%{text}<extra></extra>", zmin=0, zmax=n, colorscale=scale,
         xgap=2, ygap=2,
         colorbar=dict(tickvals=[i + 0.5 for i in range(n)], ticktext=list(CATEGORIES), title="kernel vs model")))
     fig.update_layout(
-        height=470, margin=dict(t=50, b=50, l=190, r=10),
+        height=130 + 26 * len(names), margin=dict(t=50, b=50, l=190, r=10),
         title=dict(text=f"{side.label}<br><sub>model: Linux {version}{', swap' if swap else ', no swap'}</sub>",
                    font_size=13))
     fig.update_xaxes(title_text="step of the scenario", dtick=1)
@@ -1078,3 +1100,18 @@ if __name__ == "__main__":
         sys.exit(2)
     for name in record_all():
         print(f"wrote book/recorded/{name}.json")
+
+
+def grid_counts(source: str = "recorded", profile: str = "auto") -> dict:
+    """Cells per category for the default and the exact rule (the chapter's prose quotes them)."""
+    side = recorded_side() if source == "recorded" else live_side()
+    out = {}
+    for tol in ("default", "exact"):
+        z, _, _, _ = fidelity_cells(side, "all", tol, profile)
+        counts = [0] * len(CATEGORIES)
+        for row in z:
+            for v in row:
+                if v is not None:
+                    counts[int(v)] += 1
+        out[tol] = dict(zip(CATEGORIES, counts))
+    return out
