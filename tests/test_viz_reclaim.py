@@ -53,10 +53,10 @@ def test_default_reclaim_takes_the_overshoot_from_the_region_freed_first():
 def test_reading_reclaimed_pages_faults_and_gives_zeros_then_writing_new_cancels_its_free():
     old, _, _ = _states(192, 96, 6)
     k = _reclaimed(old)
-    _, _, read_old = _states(192, 96, 7)
-    assert read_old.faults == k and read_old.zero_pages == k and read_old.rss_pages == 2 * REGION - k
-    _, _, read_new = _states(192, 96, 8)
+    _, _, read_new = _states(192, 96, 7)
     assert read_new.faults == 0 and read_new.zero_pages == 0
+    _, _, read_old = _states(192, 96, 8)
+    assert read_old.faults == k and read_old.zero_pages == k and read_old.rss_pages == 2 * REGION - k
     _, new, write_new = _states(192, 96, 9)
     assert write_new.faults == 0 and write_new.lazyfree_pages == REGION - k
     assert np.all(new == PageState.RESIDENT)
@@ -238,7 +238,8 @@ def test_kernel_cell_scenarios_and_recordings():
     m = play(r.kernel_two_regions())
     k = m[5].rss_pages - m[6].rss_pages
     assert m[5].rss_pages == 32768 and 8192 <= k <= 8192 + PT_SLACK
-    assert m[7].zero_pages == k and m[9].lazyfree_pages == REGION - k and m[9].faults == 0
+    assert m[8].zero_pages == k and m[7].zero_pages == 0
+    assert m[9].lazyfree_pages == REGION - k and m[9].faults == 0
     oom = play(r.kernel_oom())
     assert 24576 - PT_SLACK <= oom[3].rss_pages <= 24576 and oom[4].error == "OOM_KILL" and len(oom) == 5
     for scen, rid in ((r.kernel_two_regions(), "ch05-two-regions"), (r.kernel_oom(), "ch05-oom")):
