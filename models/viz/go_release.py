@@ -213,10 +213,10 @@ def service_figure(go_version="1.12", gogc=100, liveness=0.25, kernel="Linux 4.1
                f"at 600 s: RSS {run.final_rss:.0f} MiB, HeapReleased {run.final_released:.0f} MiB, "
                f"LazyFree {run.final_lazyfree:.0f} MiB")
     return dict(data=traces, layout=dict(
-        # The title names only what the data show, so that identical outcomes (e.g. Go 1.11 on
-        # every kernel) are embedded once in the static page.
-        title=dict(text=f"releases with {run.advice}; {outcome}", font=dict(size=13)),
-        height=430, margin=dict(t=70, b=50, l=60, r=10),
+        # Only the kernel is named in the title (every control must visibly change the figure);
+        # the Go version and GOGC are in the controls and the text summary.
+        title=dict(text=f"{kernel}: releases with {run.advice}<br>{outcome}", font=dict(size=13)),
+        height=450, margin=dict(t=90, b=50, l=60, r=10),
         xaxis=dict(title=dict(text="time (s)"), range=[0, SERVICE_DURATION], dtick=60),
         yaxis=dict(title=dict(text="MiB"), rangemode="tozero", range=[0, 860]),
         legend=dict(orientation="h", x=0, y=-0.18), shapes=shapes, annotations=notes,
@@ -334,6 +334,13 @@ def _advice_words(run: ReleaseRun, kernel: str) -> str:
     return run.advice
 
 
+def _setting_words(go_version: str, madvdontneed: str) -> str:
+    godebug = effective_godebug(go_version, madvdontneed)
+    if godebug:
+        return f"GODEBUG={godebug}"
+    return "no madvdontneed setting in Go 1.11" if madvdontneed != "default" else "default advice"
+
+
 def release_figure(madvdontneed="default", liveness=0.25, pressure=0, kernel="Linux 4.12+ / 6.18",
                    go_version="1.12") -> dict:
     run = release_model(madvdontneed, liveness, pressure, kernel, go_version)
@@ -358,16 +365,16 @@ def release_figure(madvdontneed="default", liveness=0.25, pressure=0, kernel="Li
     elif run.reclaimed:
         head += f"; kernel reclaimed {run.reclaimed:.0f} MiB"
     return dict(data=traces, layout=dict(
-        title=dict(text=f"Go {go_version}: {head}", font=dict(size=13)),
+        title=dict(text=f"Go {go_version} ({_setting_words(go_version, madvdontneed)}): {head}", font=dict(size=13)),
         height=400, margin=dict(t=60, b=90, l=60, r=60), bargap=0.35,
-        xaxis=dict(domain=[0, 0.58], title=dict(text="phase of the experiment"),
+        xaxis=dict(domain=[0, 0.5], title=dict(text="phase of the experiment"),
                    categoryorder="array", categoryarray=list(RELEASE_PHASES)),
         yaxis=dict(title=dict(text="MiB"), range=[0, 300]),
-        xaxis2=dict(domain=[0.68, 0.82], anchor="y2"),
-        yaxis2=dict(anchor="x2", title=dict(text="faults in re-allocation"), range=[0, 60_000],
-                    tickformat=","),
-        xaxis3=dict(domain=[0.9, 1.0], anchor="y3"),
-        yaxis3=dict(anchor="x3", title=dict(text="estimated ms"), range=[0, 80], side="left"),
+        xaxis2=dict(domain=[0.66, 0.78], anchor="y2", title=dict(text="re-allocation")),
+        yaxis2=dict(anchor="x2", title=dict(text="page faults", standoff=4), range=[0, 60_000],
+                    tickformat="~s"),
+        xaxis3=dict(domain=[0.9, 1.0], anchor="y3", title=dict(text="re-allocation")),
+        yaxis3=dict(anchor="x3", title=dict(text="estimated ms", standoff=4), range=[0, 80], side="left"),
         legend=dict(orientation="h", x=0, y=-0.28)))
 
 
@@ -405,7 +412,7 @@ release_tradeoff = Explorable(
 
 # ------------------------------------------------------------------ 3. the heap as a page map
 
-#: Cells per region in the page map (256 MiB heap: one cell = 64 pages = 256 KiB).
+#: Cells per region in the page map (256 MiB heap: one cell = 256 pages = 1 MiB).
 PAGEMAP_CELLS = 256
 PAGEMAP_HEAP_MIB, PAGEMAP_LIVE_MIB, PAGEMAP_OTHER_MIB, PAGEMAP_LIMIT_MIB = 256, 64, 160, 320
 
@@ -422,14 +429,16 @@ def heap_scenario(madvdontneed: str = "0", pressure: bool = False, kernel: str =
 
     The Go model keeps live spans at the lowest addresses (LIMITS.md), so the 64 MiB that stay
     live are the first quarter; marking reads them; FreeOSMemory advises the other 192 MiB with
-    the advice the runtime really uses (:func:`runtime_advice`); another 160 MiB is mapped,
-    written and unmapped (under a 320 MiB budget with ``pressure``); the heap grows back.
+    the advice the runtime really uses (:func:`runtime_advice`); another allocation maps 256 MiB,
+    writes 160 MiB of it and unmaps it (under a 320 MiB budget with ``pressure``); the heap
+    grows back.
     """
     advice = runtime_advice(go_version, madvdontneed, kernel)
     live, heap, other = PAGEMAP_LIVE_MIB * MiB, PAGEMAP_HEAP_MIB * MiB, PAGEMAP_OTHER_MIB * MiB
     steps = (Mmap("heap", heap), Touch("heap", 0, heap, "write"), Touch("heap", 0, live, "read"),
              Madvise("heap", live, heap - live, advice),
-             Mmap("other", other), Touch("other", 0, other, "write"), Munmap("other"),
+             # a mapping as large as the heap keeps the two page maps on one scale
+             Mmap("other", heap), Touch("other", 0, other, "write"), Munmap("other"),
              Touch("heap", live, heap - live, "write"))
     return Scenario(steps, memory_limit=PAGEMAP_LIMIT_MIB * MiB if pressure else None,
                     name="the Go heap through GC, release and re-allocation")
@@ -438,7 +447,7 @@ def heap_scenario(madvdontneed: str = "0", pressure: bool = False, kernel: str =
 PAGEMAP_STEPS = ("0: the runtime maps a 256 MiB heap arena", "1: allocate: write 256 MiB of objects",
                  "2: GC: mark reads the live 64 MiB; 192 MiB become free spans",
                  "3: FreeOSMemory: madvise the free 192 MiB",
-                 "4: another allocation maps 160 MiB", "5: ... and writes it", "6: ... and unmaps it",
+                 "4: another allocation maps 256 MiB", "5: ... and writes 160 MiB of it", "6: ... and unmaps it",
                  "7: the heap grows back: write the 192 MiB again")
 
 
@@ -455,7 +464,7 @@ def heap_pagemap_figure(step=3, madvdontneed="0", pressure=False, kernel="Linux 
     legend = tuple(int(s) for s in (PageState.NOT_PRESENT, PageState.RESIDENT, PageState.LAZYFREE,
                                     PageState.RECLAIMED)) + (len(PageState),)
     return pagemap_figure(scen, step, kernel_version=kv, swap=swap, legend_codes=legend, max_cells=PAGEMAP_CELLS,
-                          title=f"Go 1.12 heap, release with {advice}"
+                          title=f"Go 1.12 heap on {kernel}, release with {advice}"
                                 f"{', 320 MiB limit' if pressure else ''}")
 
 
