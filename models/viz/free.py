@@ -599,14 +599,14 @@ class GlibcVsModel:
                   if self.reason else "")
         colour = "color:#1B5E20" if self.agrees else "color:#B71C1C"
         return (f'<div class="kernel-cell glibc-cell" data-live="{str(self.live).lower()}">'
-                f'<p class="kernel-cell-source"><strong>glibc: {html.escape(self.source)}.</strong> '
+                f'<p class="kernel-cell-source"><strong>C library: {html.escape(self.source)}.</strong> '
                 f"Model: the book's glibc 2.36 model (main arena) on its page model.</p>{reason}"
                 f'<table class="kernel-vs-model" style="font-size:0.85em"><thead>{head}</thead>'
                 f"<tbody>{''.join(body)}</tbody></table>"
                 f'<p class="kernel-cell-verdict" style="{colour}">{html.escape(self.verdict())}</p></div>')
 
     def summary(self) -> str:
-        lines = [f"glibc: {self.source}."] + ([f"Not run live here: {self.reason}"] if self.reason else [])
+        lines = [f"C library: {self.source}."] + ([f"Not run live here: {self.reason}"] if self.reason else [])
         lines.append(f"{'step':>4} {'operation':16} {'heap KiB glibc/model':>21} "
                      f"{'heap RSS KiB':>15} {'mmap RSS KiB':>15} {'faults':>11}  syscalls glibc / model")
         for i, what, r, m in self.rows():
@@ -851,8 +851,10 @@ def quiz_answer_text(quiz: MallocQuiz) -> str:
                      f"{r.rss_pages * 4:>9,} {r.faults:>7,}  {_syscall_words(r.syscalls)}")
     d = quiz.rss_change_pages() * 4
     lines.append("")
-    lines.append(f"Operation {len(quiz.ops)}: RSS {'goes down by' if d < 0 else 'changes by'} "
-                 f"{abs(d) if d < 0 else d:,} KiB; system calls: {_syscall_words(quiz.last.syscalls)}.")
+    change = (f"goes down by {-d:,} KiB" if d < 0 else f"goes up by {d:,} KiB" if d > 0
+              else "does not change")
+    lines.append(f"Operation {len(quiz.ops)}: RSS {change}; system calls: "
+                 f"{_syscall_words(quiz.last.syscalls)}.")
     return "\n".join(lines)
 
 
