@@ -676,12 +676,30 @@ QUIZ_SEED = 1
 
 
 def quiz_pagemap(seed: int = QUIZ_SEED) -> Explorable:
-    """The page map of a "reclaim" quiz's scenario, for its solution (1 MiB per cell)."""
+    """The page map of a "reclaim" quiz's scenario, for its solution (at most 64 cells a region),
+    starting at the pressure step; only the first grid carries page labels (the regions differ in
+    size, and a second set of labels would run into the first grid)."""
     from models import quiz
-    from models.viz.pagemap import pagemap_explorable
+    from models.viz import pagemap as pm
     q = quiz.generate(seed, "reclaim")
-    return pagemap_explorable(q.scenario, title=f"Quiz reclaim #{seed}: the answer on the page map",
-                              max_cells=64, kernel_version=q.kernel_version, swap=q.swap)
+    scenario = q.scenario
+    pressure = next(i for i, st in enumerate(scenario.steps) if st.op == "pressure")
+    title = f"Quiz reclaim #{seed}: the answer on the page map"
+
+    def figure(step: int) -> go.Figure:
+        fig = pm.pagemap_figure(scenario, step, max_cells=64, kernel_version=q.kernel_version,
+                                swap=q.swap, title=title)
+        fig.update_yaxes(showticklabels=False, row=1, col=2)
+        return fig
+
+    def describe(step: int) -> str:
+        run = pm.snapshots(scenario, kernel_version=q.kernel_version, swap=q.swap)
+        return pm.describe_pagemap_step(run, min(step, len(run.snapshots) - 1))
+
+    slider = Slider(range(len(scenario.steps)), label="step", default=pressure)
+    slider = dataclasses.replace(slider, labels=tuple(f"{i}: {pm.describe_step(st)}"
+                                                      for i, st in enumerate(scenario.steps)))
+    return Explorable(figure, title=title, describe=describe, step=slider)
 
 
 def quiz_reclaimed(seed: int = QUIZ_SEED) -> dict[str, int]:
@@ -985,24 +1003,23 @@ class MetricsTable:
 
     def _repr_html_(self) -> str:
         import html as _html
-        head = "".join(f"<th colspan='2'>{_html.escape(label.replace('<br>', ' '))}</th>"
-                       for _, label, _ in METRICS)
-        sub = "<th>kernel</th><th>model</th>" * len(METRICS)
+        short = ("RSS (smaps)", "LazyFree (smaps)", "cgroup usage", "cgroup rss", "inactive_file",
+                 "working set")
+        steps = ("mmap", "write all", "MADV_FREE", "write again", "pressure")
+        head = "".join(f"<th>{_html.escape(label)}</th>" for label in short)
         body = []
         for i, meas, model in self.rows():
             cells = []
             for key, _, _ in METRICS:
-                k = "-" if meas["error"] else f"{meas[key]:.4g}"
+                k = "killed" if meas["error"] else f"{meas[key]:g}"
                 m = "-" if model is None or model.error else f"{getattr(model, key):.4g}"
-                cells.append(f"<td>{k}</td><td>{m}</td>")
-            err = meas["error"] or ""
-            body.append(f"<tr><td>{i}: {_html.escape(METRIC_STEPS[i])}</td>{''.join(cells)}"
-                        f"<td>{_html.escape(err)}</td></tr>")
-        return (f"<p><strong>Kernel: {_html.escape(self.source())}.</strong> MiB above the cgroup's "
-                f"baseline; model: the book's page model with the accounting rules of the figure "
-                f"above.</p><table class='kernel-vs-model' style='font-size:0.85em'><thead><tr>"
-                f"<th rowspan='2'>step</th>{head}<th rowspan='2'>error</th></tr><tr>{sub}</tr>"
-                f"</thead><tbody>{''.join(body)}</tbody></table>"
+                cells.append(f"<td>{k} / {m}</td>")
+            err = f" ({_html.escape(meas['error'])})" if meas["error"] else ""
+            body.append(f"<tr><td>{i}: {steps[i]}{err}</td>{''.join(cells)}</tr>")
+        return (f"<p><strong>Kernel: {_html.escape(self.source())}.</strong> Each cell: kernel / "
+                f"model, in MiB above the cgroup's baseline; the model column uses the accounting "
+                f"of the figure above.</p><table class='kernel-vs-model' style='font-size:0.85em'>"
+                f"<thead><tr><th>step</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
                 f"<p>Largest difference between kernel and model: {self.max_difference():.1f} MiB.</p>")
 
     def __repr__(self) -> str:
@@ -1078,3 +1095,6 @@ __all__ = ["reclaim_pagemap", "limit_explorer", "metrics_explorable", "two_regio
            "pagemap_budget", "limit_sweep", "metrics_model", "kernel_two_regions", "kernel_oom",
            "reclaim_summary", "read_watermarks", "watermarks_text", "quiz_pagemap", "quiz_reclaimed",
            "QUIZ_SEED", "pagemap_summary", "limit_summary", "metrics_summary", "measure_metrics", "metrics_on_kernel", "MetricsTable"]
+
+#: The chapter's quiz page map (seed QUIZ_SEED), for its solution.
+quiz_reclaim_pagemap = quiz_pagemap()
