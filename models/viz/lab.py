@@ -410,12 +410,14 @@ def fidelity_figure(source: str, metric: str, tolerance: str, profile: str) -> g
         y=[f"{nm} (ch. {SCENARIO_CHAPTER[nm]})" if nm in SCENARIO_CHAPTER else nm for nm in names],
         text=text, hovertemplate="%{text}<extra></extra>", zmin=0, zmax=n, colorscale=scale,
         xgap=2, ygap=2,
-        colorbar=dict(tickvals=[i + 0.5 for i in range(n)], ticktext=list(CATEGORIES), title="kernel vs model")))
+        colorbar=dict(tickvals=[i + 0.5 for i in range(n)], ticktext=list(CATEGORIES), orientation="h",
+                      y=-0.12, yanchor="top", x=0.5, xanchor="center", len=1.0, thickness=14,
+                      tickfont=dict(size=10))))
     fig.update_layout(
-        height=130 + 26 * len(names), margin=dict(t=50, b=50, l=190, r=10),
+        height=210 + 24 * len(names), margin=dict(t=50, b=110, l=170, r=10),
         title=dict(text=f"{side.label}<br><sub>model: Linux {version}{', swap' if swap else ', no swap'}</sub>",
                    font_size=13))
-    fig.update_xaxes(title_text="step of the scenario", dtick=1)
+    fig.update_xaxes(title_text="step of the scenario", dtick=1 if len(z[0]) <= 15 else 5)
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -588,7 +590,7 @@ def reuse_price(cost: CostModel, region_mib: int, advice: str, reclaimed_percent
                       zero_ns=zeroed * cost.ns_per_zeroed_page, touch_ns=pages * cost.ns_per_touch, faults=faults)
 
 
-_CONSTANT_NAMES = ("ns_per_fault", "ns_per_zeroed_page", "ns_per_touch", "MADV_DONTNEED", "MADV_FREE")
+_CONSTANT_NAMES = ("fault", "zeroed page", "touch", "DONTNEED call", "FREE call")
 _SET_COLOURS = ("#999999", "#0072B2", "#D55E00")
 _PART_COLOURS = {"madvise call": "#56B4E9", "faults": COLORS["faults"], "allocate + zero": "#D55E00",
                  "writes": "#009E73"}
@@ -602,8 +604,8 @@ def _constants_of(cost: CostModel) -> list[float]:
 def costs_figure(region_mib: int, advice: str, reclaimed_percent: int) -> go.Figure:
     sets = constant_sets()
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
-                        subplot_titles=("the constants (ns per 4 KiB page)",
-                                        f"release {region_mib} MiB with {advice}, write it all again"))
+                        subplot_titles=("constants (ns per 4 KiB page)",
+                                        f"{region_mib} MiB: {advice.replace('MADV_', '')} + rewrite"))
     for (name, cost), colour in zip(sets.items(), _SET_COLOURS):
         if cost is None:
             continue
@@ -622,8 +624,8 @@ def costs_figure(region_mib: int, advice: str, reclaimed_percent: int) -> go.Fig
                            row=1, col=2)
     missing = [n for n, c in sets.items() if c is None]
     note = (f"'{missing[0]}': not measured here ({calibration().reason})" if missing else "")
-    fig.update_layout(barmode="group", height=430, margin=dict(t=60, b=110, l=60, r=10),
-                      legend=dict(orientation="h", y=-0.25, x=0),
+    fig.update_layout(barmode="group", height=470, margin=dict(t=60, b=120, l=60, r=10),
+                      legend=dict(orientation="h", y=-0.22, x=0),
                       title=dict(text=note, font_size=11, x=0.01, y=0.995) if note else None)
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="ns per page", rangemode="tozero", row=1, col=1)
@@ -861,8 +863,8 @@ def go_figure(source: str, madvdontneed: int, limit: str, phase: str, constants:
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
                         subplot_titles=(f"phase '{phase}': real vs model",
                                         "re-allocating the dropped 192 MiB"))
-    metrics = (("RSS (MiB)", "rss_mib", 1), ("LazyFree (MiB)", "lazyfree_mib", 1),
-               ("HeapReleased (MiB)", "heap_released_mib", 1), ("faults (thousands)", "faults", 1e-3))
+    metrics = (("RSS", "rss_mib", 1), ("LazyFree", "lazyfree_mib", 1),
+               ("HeapReleased", "heap_released_mib", 1), ("faults (k)", "faults", 1e-3))
     run = data.get(key)
     real = real_phase(run, phase) if run else None
     model = model_phase(go_model(madvdontneed, limit, kernel, go_version), phase)
