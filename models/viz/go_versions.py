@@ -31,6 +31,7 @@ import os
 import platform
 import random
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -679,7 +680,7 @@ class ProbeComparison:
 
     def _ipython_display_(self):
         from IPython.display import HTML, display
-        display(HTML("<pre class='goprobe-cell'>" + html.escape(self.text()) + "</pre>"))
+        display(HTML("<pre class='goprobe-cell' style='white-space:pre-wrap'>" + html.escape(self.text()) + "</pre>"))
         display(self.figure())
 
     def __repr__(self):
@@ -750,6 +751,8 @@ def scavenger_probe_vs_model(record_id: str = "ch07-goprobe-scavenger", *, force
 
 
 # ============================================================================ chapter 7: the quiz
+#: Quiz text is wrapped to this width (it is shown preformatted).
+WRAP = 84
 QUIZ_VERSIONS = ("1.11", "1.12", "1.13", "1.14", "1.16", "1.19")
 QUIZ_KERNELS = (("4.4", False), ("4.9", False), ("4.9", True), ("5.10", False), ("6.18", False))
 
@@ -809,7 +812,7 @@ def go_quiz_problem(q: GoQuiz) -> str:
                      f"the same cgroup writes {q.second_mib} MiB of other memory.")
     lines.append("Predict after the release" + (" and after the second allocation" if q.limit_mib else "")
                  + ": RSS, LazyFree, RSS - LazyFree, cgroup usage, working set and HeapReleased (MiB).")
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, WRAP) for line in lines)
 
 
 def go_quiz_answers(q: GoQuiz) -> list[tuple[str, dict]]:
@@ -845,7 +848,7 @@ def go_quiz_answer_text(q: GoQuiz) -> str:
     for name, d in go_quiz_answers(q):
         lines.append(f"{name}: " + ", ".join(f"{k} {v:.0f}" for k, v in d.items()) + " (MiB)")
     lines.append("(cgroup usage and working set: the model has no page cache, so a real container reads higher.)")
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, WRAP, subsequent_indent="  ") for line in lines)
 
 
 # ============================================================================ chapter 7: VSZ of the real program
