@@ -244,3 +244,28 @@ def test_tolerances_reject_a_wrong_number():
     assert not g._within("faults", 49_191, 0)
     assert g._within("lazyfree", 49_100, 49_152)
     assert not g._within("rss", 81 * 256, 274 * 256)
+
+
+# -- the seeded Go quiz -----------------------------------------------------------------------
+
+def test_go_quiz_is_seeded_and_answered_by_the_model():
+    assert g.go_quiz(24) == g.go_quiz(24)
+    assert len({g.go_quiz(s) for s in range(30)}) > 20
+    q = g.go_quiz(24)
+    assert (q.go_version, q.kernel, q.madvdontneed, q.liveness, q.pressure) == \
+        ("1.12", KERNEL_NEW, "default", 0.5, 160)
+    answer = " ".join(g.go_quiz_answer(q).split())
+    assert "MADV_FREE" in answer and "LazyFree 128 MiB" in answer and "reclaims 114 MiB" in answer
+    assert "29,216 page faults" in answer
+    assert "#24" in g.go_quiz_text(q)
+
+
+def test_go_quiz_answers_fallback_and_oom():
+    q = g.GoQuiz(0, "1.12", "Linux 4.4 (no MADV_FREE)", "0", 0.25, 0)
+    flat = " ".join(g.go_quiz_answer(q).split())
+    assert "EINVAL" in flat and "49,152 page faults" in flat
+    q = g.GoQuiz(0, "1.19", "Linux 4.9, no swap", "default", 0.75, 200)
+    text = " ".join(g.go_quiz_answer(q).split())
+    assert "OOM-killed" in text and "never runs" in text
+    with pytest.raises(ModelInputError, match="seed"):
+        g.go_quiz(-1)

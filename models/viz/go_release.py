@@ -797,3 +797,95 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# ------------------------------------------------------------------ a seeded Go release quiz
+
+@dataclass(frozen=True)
+class GoQuiz:
+    """One "predict the Go release experiment" problem, drawn from a seed."""
+    seed: int
+    go_version: str
+    kernel: str
+    madvdontneed: str
+    liveness: float
+    pressure: int
+
+
+def go_quiz(seed: int) -> GoQuiz:
+    """The problem for ``seed`` (an int >= 0): Go version, kernel, GODEBUG, liveness and pressure
+    drawn from the choices of :data:`release_tradeoff`, so every answer is one of its figures."""
+    import random
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ModelInputError(f"seed must be a whole number >= 0, got {seed!r}")
+    rng = random.Random(f"ch6-go-release-{seed}")
+    go_version = rng.choice(RELEASE_GO)
+    madvdontneed = "default" if go_version == "1.11" else rng.choice(("default", "0", "1"))
+    return GoQuiz(seed, go_version, rng.choice(list(KERNELS)), madvdontneed,
+                  rng.choice(RELEASE_LIVENESS), rng.choice(tuple(RELEASE_PRESSURES.values())))
+
+
+def go_quiz_text(q: GoQuiz) -> str:
+    import textwrap
+    env = "no GODEBUG setting" if q.madvdontneed == "default" else f"GODEBUG=madvdontneed={q.madvdontneed}"
+    limit = ("no memory limit" if not q.pressure else
+             f"a 320 MiB memory cgroup limit; after the release the program writes a second, "
+             f"{q.pressure} MiB allocation outside the Go heap and unmaps it before re-allocating")
+    heap_mib = int(RELEASE_HEAP[:-3])
+    paragraphs = [
+        f"Go release experiment #{q.seed}: Go {q.go_version}, {env}, {q.kernel}, {limit}.",
+        f"The program builds a {heap_mib} MiB heap of 8 KiB objects, keeps {q.liveness:.0%} of them live, "
+        f"calls runtime.GC() and debug.FreeOSMemory(), then allocates the "
+        f"{heap_mib * (1 - q.liveness):.0f} MiB it dropped all over again. The runtime's own memory adds "
+        f"about 18 MiB to RSS (274 MiB before the release).",
+        "Predict: (1) which advice the release really uses; (2) RSS, LazyFree and HeapReleased right "
+        "after FreeOSMemory (MiB); (3) how much lazily freed memory the kernel reclaims, if any; "
+        "(4) the page faults of the re-allocation."]
+    return "\n".join(textwrap.fill(p, 70, break_on_hyphens=False) for p in paragraphs)
+
+
+def go_quiz_answer(q: GoQuiz) -> str:
+    """The Go model's answer to :func:`go_quiz_text`, reasoning in the order the chapter teaches."""
+    run = release_model(q.madvdontneed, q.liveness, q.pressure, q.kernel, q.go_version)
+    kv, swap = _kernel(q.kernel)
+    tried = policy_for(q.go_version, effective_godebug(q.go_version, q.madvdontneed)).advice
+    if q.go_version == "1.11":
+        why = "Go 1.11 knows only MADV_DONTNEED."
+    elif q.madvdontneed != "default":
+        why = f"GODEBUG=madvdontneed={q.madvdontneed} selects {tried}."
+    else:
+        why = f"Go {q.go_version} defaults to {tried}."
+    if run.fell_back:
+        why += (" Linux 4.4 has no MADV_FREE: the call fails with EINVAL and the runtime switches to "
+                "MADV_DONTNEED for good.")
+    elif tried == MADV_FREE and kv == "4.9" and not swap:
+        why += " Linux 4.9 without swap passes MADV_FREE to MADV_DONTNEED: the pages are freed in the call."
+    elif tried == MADV_FREE and kv == "4.9":
+        why += " Linux 4.9 with swap frees lazily, but its smaps has no LazyFree field (it reads 0)."
+    elif tried == MADV_FREE:
+        why += " Linux 4.12+ frees lazily: RSS stays and LazyFree shows the released memory."
+    ph = dict(zip(run.phases, zip(run.rss, run.lazyfree, run.released)))
+    rss, lazy, rel = ph["release"]
+    lines = [f"(1) {why}",
+             f"(2) RSS {rss:.0f} MiB (it was {ph['gc'][0]:.0f} MiB after the GC), LazyFree {lazy:.0f} MiB, "
+             f"HeapReleased {rel:.0f} MiB."]
+    if not q.pressure:
+        lines.append("(3) No limit: nothing is reclaimed.")
+    else:
+        over = rss + q.pressure - 320
+        if over <= 0:
+            lines.append(f"(3) {rss:.0f} + {q.pressure} MiB fits under the 320 MiB limit: nothing is reclaimed.")
+        elif run.oom:
+            lines.append(f"(3) {rss:.0f} + {q.pressure} MiB is {over:.0f} MiB over the 320 MiB limit, and only "
+                         f"{lazy:.0f} MiB is lazily freed: the kernel cannot make room, and the program is "
+                         f"OOM-killed.")
+        else:
+            lines.append(f"(3) {rss:.0f} + {q.pressure} MiB is {over:.0f} MiB over the 320 MiB limit: the "
+                         f"kernel reclaims {run.reclaimed:.0f} MiB of the lazily freed pages, just enough.")
+    if run.oom:
+        lines.append("(4) The re-allocation never runs: the program was killed.")
+    else:
+        lines.append(f"(4) {run.realloc_faults:,} page faults: one per 4 KiB page that is no longer resident "
+                     f"(estimated {run.realloc_ms:.0f} ms with the book's cost model).")
+    import textwrap
+    return "\n".join(textwrap.fill(line, 70, subsequent_indent="    ", break_on_hyphens=False) for line in lines)
