@@ -7,7 +7,7 @@
    and unaligned / past-the-end madvise calls.  It runs on the numpy model and on
    ``ReferenceSpace`` below -- the same semantics, one page at a time in plain Python -- and
    every step's observations (RSS, LazyFree, faults, zero pages, error) must agree.
-   Target: the model is >= 100x faster.
+   Target: the model is >= 100x faster.  ``--pagetables`` runs both with page tables charged.
 2. The worst single step on a 1 GiB region (write, read, MADV_FREE, MADV_DONTNEED, reclaim of
    the whole region by pressure).  Target: < 50 ms.
 
@@ -28,11 +28,13 @@ if __package__ in (None, ""):
 
 from models.errors import KernelError, ModelInputError, OOMKill  # noqa: E402
 from models.kernel import AddressSpace  # noqa: E402
+from models.kernel.advice import ADVICE, REFUSED  # noqa: E402
 from models.kernel.profile import profile_for  # noqa: E402
 
 PAGE = 4096
 N, Z, R, L, X, W = 0, 1, 2, 3, 4, 5      # NOT_PRESENT ZERO_PAGE RESIDENT LAZYFREE RECLAIMED SWAPPED
 BATCH = 32
+TABLE = 512            # pages per page-table page; a mapping starts 1 page into its first block
 WINDOW = 16
 
 
@@ -47,6 +49,7 @@ class _RefRegion:
         self.data = [False] * npages
         self.accessed = [False] * npages
         self.present = [False] * npages
+        self.tables: set[int] = set()     # 2 MiB blocks with a page-table page
         self.alive = True
 
 
@@ -57,8 +60,10 @@ class ReferenceSpace:
     no vectorisation and no bulk shortcuts: the oracle for the numpy model.
     """
 
-    def __init__(self, kernel_version="6.18", swap=False, memory_limit=None):
+    def __init__(self, kernel_version="6.18", swap=False, memory_limit=None, pagetables=False):
         self.profile = profile_for(kernel_version, swap)
+        self.pagetables = pagetables
+        self.pt = 0
         self.budget = None if memory_limit is None else memory_limit // PAGE
         self.regions: dict[str, _RefRegion] = {}
         self.file_lru: OrderedDict = OrderedDict()   # (region key, page) -> region, oldest first
@@ -93,13 +98,30 @@ class ReferenceSpace:
                     self.charged -= 1
                     dropped += 1
 
-    def _charge_one(self) -> bool:
-        if self.budget is not None and self.charged + 1 > self.budget:
+    def _charge_one(self, table: bool = False) -> bool:
+        if self.budget is not None and self.charged + self.pt + 1 > self.budget:
             self._reclaim_round()
-            if self.charged + 1 > self.budget:
+            if self.charged + self.pt + 1 > self.budget:
                 return False
-        self.charged += 1
+        if table:
+            self.pt += 1
+        else:
+            self.charged += 1
         return True
+
+    def _map_tables(self, reg, lo, last):
+        if not self.pagetables:
+            return
+        for b in range((lo + 1) // TABLE, (last + 1) // TABLE + 1):
+            if b not in reg.tables:
+                if not self._charge_one(table=True):
+                    self._oom()
+                reg.tables.add(b)
+
+    def _drop_tables(self, reg, blocks):
+        gone = reg.tables & set(blocks)
+        reg.tables -= gone
+        self.pt -= len(gone)
 
     def _oom(self):
         self.dead = True
@@ -119,6 +141,7 @@ class ReferenceSpace:
     def munmap(self, region):
         reg = self.regions.pop(region)
         reg.alive = False
+        self._drop_tables(reg, list(reg.tables))
         if reg.shared:
             self.charged -= sum(reg.present)
         else:
@@ -139,10 +162,15 @@ class ReferenceSpace:
                 self.anon_lru.pop((reg.key, p), None)
             for attr in ("state", "data", "accessed", "present"):
                 del getattr(reg, attr)[new:]
+            self._drop_tables(reg, [b for b in reg.tables if new == 0 or b * TABLE - 1 >= new])
         reg.n = new
 
     def pressure(self, length):
         n = -(-length // PAGE)
+        if self.pagetables:
+            for _ in range(n // TABLE + 1):
+                if not self._charge_one(table=True):
+                    self._oom()
         for _ in range(n):
             if not self._charge_one():
                 self._oom()
@@ -150,7 +178,7 @@ class ReferenceSpace:
             self.faults += 1
         return n
 
-    def touch(self, region, offset, length, access):
+    def touch(self, region, offset, length, access, gup=False):
         reg = self._region(region)
         if length == 0:
             return 0, (None if access == "write" else 0)
@@ -158,12 +186,14 @@ class ReferenceSpace:
         if hi > reg.n:
             raise ModelInputError("outside")
         before = self.faults
+        self._map_tables(reg, lo, hi - 1)
+        stores = access == "write" and not gup
         for p in range(lo, hi):
             key = (reg.key, p)
             st = reg.state[p]
             if reg.shared:
                 if st == R:
-                    if access == "write":
+                    if stores:
                         reg.data[p] = True
                     continue
                 if not reg.present[p] and not self._charge_one():
@@ -174,7 +204,7 @@ class ReferenceSpace:
                     for q in range(w0, min(w0 + WINDOW, reg.n)):
                         if reg.present[q]:
                             reg.state[q] = R
-                else:
+                elif stores:
                     reg.data[p] = True
                 reg.present[p] = True
                 reg.state[p] = R
@@ -192,12 +222,13 @@ class ReferenceSpace:
                     reg.state[p] = R
                     if self.profile.swap:
                         self.anon_lru[key] = reg
-                reg.data[p] = True
+                if stores:
+                    reg.data[p] = True
             else:
                 if st in (N, X):
                     self.faults += 1
                     reg.state[p] = Z
-                elif st == L:
+                elif st == L and not gup:
                     reg.accessed[p] = True
                 elif st == W:
                     if not self._charge_one():
@@ -210,24 +241,41 @@ class ReferenceSpace:
 
     def madvise(self, region, offset, length, advice):
         reg = self._region(region)
-        value = {"MADV_DONTNEED": 4, "MADV_FREE": 8}.get(advice, advice)
-        if value not in (4, 8) or (value == 8 and not self.profile.has_madv_free):
+        if advice in REFUSED or advice in REFUSED.values():
+            raise ModelInputError("refused advice")
+        adv = ADVICE.get(advice) if isinstance(advice, str) else \
+            next((a for a in ADVICE.values() if a.value == advice), None)
+        if adv is None or (self.profile.major, self.profile.minor) < adv.since:
             raise KernelError("EINVAL", "advice")
         if offset % PAGE:
             raise KernelError("EINVAL", "unaligned")
         if length == 0:
             return
         first, last = offset // PAGE, offset // PAGE + -(-length // PAGE)
-        if value == 8 and not self.profile.lazy_free:
-            value = 4
-        if value == 8 and reg.shared:
-            raise KernelError("EINVAL", "shared")
-        for p in range(first, min(last, reg.n)):
+        kind = adv.effect
+        if kind == "free" and not self.profile.lazy_free:
+            kind = "dontneed"
+        if ((kind == "free" and reg.shared) or (kind == "remove" and not reg.shared)
+                or (kind == "wipeonfork" and reg.shared) or kind == "collapse"):
+            raise KernelError("EINVAL", "wrong mapping")
+        end = min(last, reg.n)
+        if kind in ("populate_read", "populate_write") and first < end:
+            self.touch(region, first * PAGE, (end - first) * PAGE,
+                       "write" if kind == "populate_write" else "read", gup=True)
+        if kind == "dontneed" and (self.profile.major, self.profile.minor) >= (6, 14):
+            self._drop_tables(reg, [b for b in range(-(-(first + 1) // TABLE), (end + 1) // TABLE)])
+        cold = []
+        for p in range(first, end):
             key = (reg.key, p)
             st = reg.state[p]
-            if value == 4:
+            if kind in ("dontneed", "remove") or (kind == "pageout" and reg.shared):
                 if reg.shared:
                     reg.state[p] = N
+                    if kind == "remove":
+                        if reg.present[p]:
+                            self.charged -= 1
+                        reg.present[p] = False
+                        reg.data[p] = False
                     continue
                 if st in (R, L):
                     self.charged -= 1
@@ -236,7 +284,7 @@ class ReferenceSpace:
                 reg.accessed[p] = False
                 self.file_lru.pop(key, None)
                 self.anon_lru.pop(key, None)
-            else:
+            elif kind == "free":
                 reg.accessed[p] = False
                 if st == R:
                     reg.state[p] = L
@@ -246,6 +294,27 @@ class ReferenceSpace:
                 elif st == W:
                     reg.state[p] = N
                     reg.data[p] = False
+            elif kind == "cold":
+                reg.accessed[p] = False
+                if self.profile.swap and not reg.shared and st == R and key in self.anon_lru:
+                    cold.append(key)
+            elif kind == "pageout":
+                if st == L:
+                    reg.state[p] = X
+                    reg.data[p] = False
+                    reg.accessed[p] = False
+                    self.file_lru.pop(key, None)
+                    self.charged -= 1
+                elif st == R and key in self.file_lru:     # written since MADV_FREE: kept
+                    del self.file_lru[key]
+                    if self.profile.swap:
+                        self.anon_lru[key] = reg
+                elif st == R and self.profile.swap:
+                    reg.state[p] = W
+                    self.anon_lru.pop(key, None)
+                    self.charged -= 1
+        for key in reversed(cold):          # to the old end, in address order
+            self.anon_lru.move_to_end(key, last=False)
         if last > reg.n:
             raise KernelError("ENOMEM", "past the end")
 
@@ -287,6 +356,10 @@ def make_scenario(steps: int, seed: int, region_pages: int = 1 << 18, regions: i
                                     rng.choice(("MADV_FREE", "MADV_DONTNEED")))))
         elif kind < 0.82:
             ops.append(("madvise", (name, start * PAGE + 1, PAGE, "MADV_FREE")))
+        elif kind < 0.86:
+            ops.append(("madvise", (name, start * PAGE, n * PAGE, rng.choice(
+                ("MADV_COLD", "MADV_PAGEOUT", "MADV_POPULATE_READ", "MADV_POPULATE_WRITE",
+                 "MADV_NORMAL", "MADV_REMOVE")))))
         elif kind < 0.90:
             ops.append(("pressure", (rng.randint(1, max_chunk // 32) * PAGE,)))
         else:
@@ -383,6 +456,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smaller regions (a smoke run)")
+    ap.add_argument("--pagetables", action="store_true",
+                    help="charge page tables to the budget (AddressSpace(pagetables=True))")
     args = ap.parse_args(argv)
 
     region_pages = 1 << 14 if args.quick else 1 << 18
@@ -390,15 +465,16 @@ def main(argv=None) -> int:
                         max_chunk=region_pages // 4)
     limit = 7 * region_pages * PAGE // 2     # 3.5 of the 4 GiB: reclaim is in play
     print(f"scenario: {len(ops)} steps over 4 regions x {region_pages} pages "
-          f"({4 * region_pages} pages), memory_limit {limit >> 20} MiB")
+          f"({4 * region_pages} pages), memory_limit {limit >> 20} MiB"
+          + (", page tables charged" if args.pagetables else ""))
 
-    model = AddressSpace(memory_limit=limit)
+    model = AddressSpace(memory_limit=limit, pagetables=args.pagetables)
     t0 = time.perf_counter()
     got, _ = run(model, ops)
     t_model = time.perf_counter() - t0
     print(f"  numpy model:      {t_model:8.3f} s  ({len(got)} steps run)")
 
-    ref = ReferenceSpace(memory_limit=limit)
+    ref = ReferenceSpace(memory_limit=limit, pagetables=args.pagetables)
     t0 = time.perf_counter()
     want, _ = run(ref, ops)
     t_ref = time.perf_counter() - t0

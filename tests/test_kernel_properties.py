@@ -28,7 +28,9 @@ from bench_kernel_model import ReferenceSpace  # noqa: E402
 P = 4096
 NAMES = ("a", "b", "c")
 VERSIONS = ("6.18", "4.12", "4.9", "4.4")
-ADVICE = ("MADV_FREE", "MADV_DONTNEED", 8, 4, 5, "MADV_NORMAL")
+ADVICE = ("MADV_FREE", "MADV_DONTNEED", 8, 4, 5, "MADV_NORMAL", "MADV_COLD", "MADV_PAGEOUT",
+          "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_REMOVE", 24, 25, 26, "MADV_WIPEONFORK")
+VERSIONS_PT = ("6.18", "6.13", "5.10", "4.12", "4.4")
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -120,8 +122,18 @@ def check_invariants(sp: AddressSpace):
         assert lazy == (counts[PageState.LAZYFREE] if sp.profile.smaps_lazyfree else 0)
         assert 0 <= lazy <= sp.rss_pages(name) <= npages
     assert sp.charged_pages == charged
+    tables = sum(int(v.pt.sum()) for v in sp._vmas.values())
+    assert sum(v.pt_pages for v in sp._vmas.values()) == tables <= sp.pagetable_pages
+    if not sp.count_pagetables:
+        assert sp.pagetable_pages == 0
+    for name, npages in sp.regions.items():
+        # every page with a PTE (zero page, resident, lazily freed) has its page table
+        vma = sp._vmas[name]
+        mapped = np.flatnonzero(np.isin(sp.states(name), (1, 2, 3)))
+        if sp.count_pagetables and mapped.size:
+            assert vma.pt[(mapped + 1) // 512].all()
     if sp.budget_pages is not None:
-        assert sp.charged_pages <= sp.budget_pages
+        assert sp.charged_pages + sp.pagetable_pages == sp.usage_pages <= sp.budget_pages
 
 
 @SETTINGS
@@ -143,6 +155,33 @@ def test_model_matches_per_page_reference(ops, budget, version, swap):
         check_invariants(model)
         if got == "OOM_KILL":
             assert model.dead
+            break
+
+
+@SETTINGS
+@given(ops=ops_strategy, budget=budget_strategy, version=st.sampled_from(VERSIONS_PT), swap=st.booleans())
+# every page-table rule in one run: zero-page read, a block emptied whole by DONTNEED (6.14+),
+# the budget met by tables, resize and munmap freeing them
+@example(ops=[("mmap", "a", 80, False), ("touch", "a", 0, 80, "read"), ("madvise", "a", 0, 80, 4, 0),
+              ("resize", "a", 0), ("touch", "b", 0, 48, "write"), ("pressure", 40), ("munmap", "b")],
+         budget=100, version="6.18", swap=False)
+def test_model_with_page_tables_matches_reference(ops, budget, version, swap):
+    """The same differential test with page tables charged (K3).  Regions here hold one or two
+    512-page blocks, so DONTNEED never empties one whole: test_kernel_model.TestPageTables
+    covers that at real sizes."""
+    limit = None if budget is None else budget * P
+    model = AddressSpace(kernel_version=version, swap=swap, memory_limit=limit, pagetables=True)
+    ref = ReferenceSpace(kernel_version=version, swap=swap, memory_limit=limit, pagetables=True)
+    for i, op in enumerate(ops):
+        got, want = apply(model, op), apply(ref, op)
+        where = f"op {i} {op} (budget {budget}, {version}, swap={swap})"
+        assert got == want, where
+        assert (model.faults, model.major_faults, model.charged_pages, model.pagetable_pages) == \
+            (ref.faults, ref.major_faults, ref.charged, ref.pt), where
+        for name in model.regions:
+            assert model.states(name).tolist() == ref.states(name), f"{where}: region {name}"
+        check_invariants(model)
+        if got == "OOM_KILL":
             break
 
 

@@ -47,6 +47,17 @@ class KernelProfile:
         """smaps has a ``LazyFree`` field (4.12+, FACTS 23); before that the observation is 0."""
         return (self.major, self.minor) >= (4, 12)
 
+    @property
+    def pt_reclaim(self) -> bool:
+        """MADV_DONTNEED frees the page-table page of every 2 MiB block it empties whole
+        (CONFIG_PT_RECLAIM, Linux 6.14+; measured on 6.18, KERNEL-NOTES K3).  A series-only
+        "6.x" counts as 6.0, without it."""
+        return (self.major, self.minor) >= (6, 14)
+
+    def knows(self, since: tuple[int, int]) -> bool:
+        """This release has a feature added in ``since`` (e.g. an madvise advice)."""
+        return (self.major, self.minor) >= since
+
     def describe(self) -> str:
         swap = "with swap" if self.swap else "without swap"
         if not self.has_madv_free:

@@ -132,6 +132,10 @@ class LruList:
     def add_index(self, vma: Vma, seq: int, idx: np.ndarray) -> None:
         self.blocks.append(_Block(vma, seq, 0, len(idx), idx))
 
+    def add_index_front(self, vma: Vma, seq: int, idx: np.ndarray) -> None:
+        """Pages ``idx`` (fresh ``seq``) go to the old end: next to be reclaimed (MADV_COLD)."""
+        self.blocks.appendleft(_Block(vma, seq, 0, len(idx), idx))
+
     def copy(self, vma_map: dict) -> "LruList":
         new = LruList(self.seq_attr)
         for b in self.blocks:

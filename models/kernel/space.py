@@ -27,6 +27,14 @@ Behaviour, each checked on Linux 6.18 (x86-64, no swap; the probes and numbers a
   length rounded up to pages, 0 -> success with no effect; a range running past the mapping's
   end -> the advice is applied to the mapped part, then ENOMEM (the model assumes the address
   space after a region is unmapped, as the real-kernel engine arranges).
+* Other advice (:mod:`models.kernel.advice`, KERNEL-NOTES K10): every value of
+  ``<asm-generic/mman-common.h>`` from the release that added it; hints change no page,
+  ``MADV_COLD`` clears young bits, ``MADV_PAGEOUT`` drops lazily freed pages at once,
+  ``MADV_POPULATE_READ/WRITE`` fault the range in, ``MADV_REMOVE`` punches a hole in shmem.
+* Page tables (``pagetables=True``; KERNEL-NOTES K3): one page-table page per 2 MiB block of a
+  mapping with any PTE (a zero-page read counts), charged to the budget, not counted in RSS;
+  kept through MADV_FREE and reclaim, freed by munmap and, from 6.14 (CONFIG_PT_RECLAIM), by a
+  MADV_DONTNEED covering the whole block.  Off by default: budgets then count pages only.
 * A memory budget (cgroup limit above baseline): when a page must be charged and the budget is
   full, reclaim drops LAZYFREE pages (see :mod:`models.kernel.reclaim` for the order); with
   nothing left to drop the process is OOM-killed (FACTS 22, E7).  With ``swap=True``, private
@@ -41,18 +49,20 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from models.errors import KernelError, ModelInputError, OOMKill
+from models.kernel.advice import ADVICE, Advice, lookup
 from models.kernel.pages import (LAZYFREE, NOT_PRESENT, RECLAIMED, RESIDENT, SWAPPED, ZERO_PAGE,
                                  PageState)
 from models.kernel.profile import KernelProfile, profile_for
 from models.kernel.reclaim import RECLAIM_BATCH, LruList, shrink_lazyfree, swap_out
-from models.kernel.vma import Vma
+from models.kernel.vma import PTES_PER_TABLE, FIRST_PAGE_IN_TABLE, Vma, table_of
 from models.units import PAGE_SIZE, pages_of
 
 #: Linux's advice values (``<asm-generic/mman-common.h>``).  MADV_FREE is 8 in the merged kernel
 #: (the 2015 v3 patch quoted in FACTS 10 proposed 5; 5 is EINVAL on 6.18, measured).
 MADV_DONTNEED = 4
 MADV_FREE = 8
-ADVICE_NAMES = {"MADV_DONTNEED": MADV_DONTNEED, "MADV_FREE": MADV_FREE}
+#: Every advice name the model knows -> its value (see :mod:`models.kernel.advice`).
+ADVICE_NAMES = {name: a.value for name, a in ADVICE.items()}
 
 #: Read fault-around on shmem maps this many pages (``fault_around_bytes`` = 64 KiB, FACTS E6).
 FAULT_AROUND_PAGES = 16
@@ -91,8 +101,12 @@ class AddressSpace:
     """
 
     def __init__(self, kernel_version: Union[str, KernelProfile] = "6.18", swap: bool = False,
-                 memory_limit: Optional[int] = None):
+                 memory_limit: Optional[int] = None, pagetables: bool = False):
         self.profile: KernelProfile = profile_for(kernel_version, swap)
+        if not isinstance(pagetables, (bool, np.bool_)):
+            raise ModelInputError(f"pagetables must be True or False, got {pagetables!r}")
+        #: Page-table pages are charged to the budget (KERNEL-NOTES K3); False: pages only.
+        self.count_pagetables = bool(pagetables)
         if memory_limit is None:
             self.budget_pages: Optional[int] = None
         else:
@@ -104,6 +118,9 @@ class AddressSpace:
         self._seq = 0
         #: Pages charged to the budget: private RESIDENT + LAZYFREE, shmem object pages, pressure.
         self.charged_pages = 0
+        #: Page-table pages charged: one per 2 MiB block of a mapping with a populated PTE
+        #: (regions and pressure allocations; 0 with ``pagetables=False``).  Not part of RSS.
+        self.pagetable_pages = 0
         #: Pages of the "other allocation" made by :meth:`pressure`, held to the end.
         self.pressure_pages = 0
         #: Cumulative minor faults (all touches and pressure allocations).
@@ -137,6 +154,13 @@ class AddressSpace:
     def is_shared(self, region: str) -> bool:
         return self._vma(region).shared
 
+    @property
+    def usage_pages(self) -> int:
+        """What the memcg charges: pages (``charged_pages``) plus page tables (``pagetable_pages``).
+        Reclaim keeps this within the budget; the kernel's ``memory.usage_in_bytes`` above the
+        baseline, less its per-CPU charge stock (KERNEL-NOTES K3)."""
+        return self.charged_pages + self.pagetable_pages
+
     # ---------------------------------------------------------------- helpers
     def _next_seq(self) -> int:
         self._seq += 1
@@ -156,11 +180,14 @@ class AddressSpace:
             known = ", ".join(repr(n) for n in self._vmas) or "none"
             raise ModelInputError(f"unknown region {region!r}; mapped regions: {known}") from None
 
+    def _headroom(self) -> int:
+        return self.budget_pages - self.charged_pages - self.pagetable_pages
+
     def _make_room(self, n: int) -> int:
         """Reclaim so that ``n`` more pages fit the budget; return how many fit (<= n)."""
         if self.budget_pages is None:
             return n
-        head = self.budget_pages - self.charged_pages
+        head = self._headroom()
         if n <= head:
             return n
         deficit = n - head
@@ -185,7 +212,8 @@ class AddressSpace:
     def _oom(self, what: str) -> None:
         self.dead = True
         raise OOMKill(f"{what}: the memory budget of {self.budget_pages} pages is full "
-                      f"({self.charged_pages} charged, {self.pressure_pages} of them pressure) and "
+                      f"({self.charged_pages} charged, {self.pressure_pages} of them pressure, "
+                      f"plus {self.pagetable_pages} page-table pages) and "
                       f"nothing is left to reclaim; the process is OOM-killed")
 
     # ---------------------------------------------------------------- mmap / munmap / resize
@@ -209,6 +237,7 @@ class AddressSpace:
         vma = self._vma(region)
         del self._vmas[region]
         self.charged_pages -= vma.shm_pages if vma.shared else vma.rss
+        self.pagetable_pages -= vma.pt_pages      # free_pgtables (K3)
         vma.alive = False
 
     def resize(self, region: str, new_length: int) -> None:
@@ -233,6 +262,9 @@ class AddressSpace:
         vma.rss -= n_res + n_lazy
         vma.lazyfree -= n_lazy
         self.charged_pages -= n_res + n_lazy
+        # Unmapping the tail frees the page tables of the blocks wholly past the new end.
+        keep = 0 if new == 0 else -(-(new + FIRST_PAGE_IN_TABLE) // PTES_PER_TABLE)
+        self._free_tables(vma, keep, vma.pt.shape[0])
         vma.npages = new
 
     # ---------------------------------------------------------------- touch
@@ -260,14 +292,61 @@ class AddressSpace:
             raise ModelInputError(f"access must be 'read' or 'write', got {access!r}")
         lo, hi = self._page_range(vma, offset, length, "touch")
         write = access == "write"
-        minor = major = 0
-        if hi > lo:
-            if vma.shared:
-                minor = self._touch_shared(vma, lo, hi, write)
-            else:
-                minor, major = self._touch_private(vma, lo, hi, write)
+        minor, major = self._touch_pages(vma, lo, hi, write)
         zero = None if write else (hi - lo) - _count(vma.data[lo:hi])
         return TouchResult(minor, zero, major)
+
+    def _touch_pages(self, vma: Vma, lo: int, hi: int, write: bool,
+                     gup: bool = False) -> tuple[int, int]:
+        """Touch pages lo..hi.  ``gup``: the kernel faults them in for MADV_POPULATE_* (get_user_pages)
+        instead of the program touching them: nothing is stored, and no PTE young bit is set
+        (``follow_page_pte`` marks the folio accessed instead, which reclaim does not keep a
+        lazily freed page for)."""
+        if hi <= lo:
+            return 0, 0
+        # Every touched page gets a PTE (a read of a private page maps the zero page), so every
+        # 2 MiB block of the range needs its page-table page first (K3).
+        self._map_tables(vma, lo, hi, f"{'write' if write else 'read'} of region {vma.name!r}")
+        if vma.shared:
+            return self._touch_shared(vma, lo, hi, write, gup), 0
+        return self._touch_private(vma, lo, hi, write, gup)
+
+    # ---------------------------------------------------------------- page tables
+    def _charge_tables(self, n: int, what: str) -> None:
+        fits = self._make_room(n)
+        self.pagetable_pages += fits
+        if fits < n:
+            self._oom(f"{what}: page-table page")
+
+    def _map_tables(self, vma: Vma, lo: int, hi: int, what: str) -> None:
+        """Allocate (and charge) the page-table pages of pages lo..hi that have none yet.
+
+        All of a touch's tables are charged before its pages: the kernel allocates each table
+        at the first fault in its block, so the order differs by at most one table per 512
+        pages, which only moves an OOM point by as much.
+        """
+        if not self.count_pagetables:
+            return
+        t0, t1 = table_of(lo), table_of(hi - 1) + 1
+        missing = ~vma.pt[t0:t1]
+        n = _count(missing)
+        if n == 0:
+            return
+        self._charge_tables(n, what)
+        vma.pt[t0:t1] = True
+        vma.pt_pages += n
+
+    def _free_tables(self, vma: Vma, t0: int, t1: int) -> None:
+        if t1 <= t0:
+            return
+        n = _count(vma.pt[t0:t1])
+        vma.pt[t0:t1] = False
+        vma.pt_pages -= n
+        self.pagetable_pages -= n
+
+    def pagetables_of(self, region: str) -> int:
+        """Page-table pages the region holds (one per 2 MiB block with a populated PTE, K3)."""
+        return self._vma(region).pt_pages
 
     def _need(self, st: np.ndarray, write: bool) -> Optional[np.ndarray]:
         """Pages of a private range whose touch needs a new page charged (None: no page does)."""
@@ -277,17 +356,18 @@ class AddressSpace:
             return st == SWAPPED
         return None                    # a private read never allocates without swap
 
-    def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
+    def _touch_private(self, vma: Vma, lo: int, hi: int, write: bool,
+                       gup: bool = False) -> tuple[int, int]:
         if self.budget_pages is None:
-            return self._apply_private(vma, lo, hi, write)
+            return self._apply_private(vma, lo, hi, write, gup)
         minor = major = 0
         cur = lo
         window = 1024
         while cur < hi:
             # Up to the first page that does not fit, no reclaim happens: touch in bulk.
-            pos = self._nth_need(vma, cur, hi, write, self.budget_pages - self.charged_pages)
+            pos = self._nth_need(vma, cur, hi, write, self._headroom())
             if pos > cur:
-                mi, ma = self._apply_private(vma, cur, pos, write)
+                mi, ma = self._apply_private(vma, cur, pos, write, gup)
                 minor, major, cur = minor + mi, major + ma, pos
             if cur >= hi:
                 break
@@ -300,17 +380,18 @@ class AddressSpace:
             end = cur + (int(np.argmax(lazy)) if lazy.any() else top - cur)
             window = max(1024, 4 * (end - cur))
             if self.profile.swap:
-                stop, mi, ma = self._touch_by_rounds(vma, cur, end, write)
+                stop, mi, ma = self._touch_by_rounds(vma, cur, end, write, gup)
             else:
                 stop = self._fit(vma, cur, end, write)
-                mi, ma = self._apply_private(vma, cur, stop, write)
+                mi, ma = self._apply_private(vma, cur, stop, write, gup)
             minor, major = minor + mi, major + ma
             if stop < end:
                 self._oom(f"{'write' if write else 'read'} of page {stop} of region {vma.name!r}")
             cur = end
         return minor, major
 
-    def _touch_by_rounds(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int, int]:
+    def _touch_by_rounds(self, vma: Vma, lo: int, hi: int, write: bool,
+                         gup: bool = False) -> tuple[int, int, int]:
         """Touch lo..hi one reclaim round at a time; returns (stop, minor, major).
 
         With swap, a round may write out a page of this very range, and it matters whether the
@@ -320,8 +401,8 @@ class AddressSpace:
         minor = major = 0
         cur = lo
         while cur < hi:
-            pos = self._nth_need(vma, cur, hi, write, self.budget_pages - self.charged_pages)
-            mi, ma = self._apply_private(vma, cur, pos, write)
+            pos = self._nth_need(vma, cur, hi, write, self._headroom())
+            mi, ma = self._apply_private(vma, cur, pos, write, gup)
             minor, major, cur = minor + mi, major + ma, pos
             if pos == hi:
                 break
@@ -361,7 +442,7 @@ class AddressSpace:
         while True:
             need = self._need(vma.state[lo:hi], write)
             want = _count(need)
-            head = self.budget_pages - self.charged_pages
+            head = self._headroom()
             if want <= head:
                 return hi
             before = self.charged_pages
@@ -370,7 +451,8 @@ class AddressSpace:
             if self.charged_pages == before:
                 return lo + int(np.flatnonzero(need)[head])
 
-    def _apply_private(self, vma: Vma, lo: int, hi: int, write: bool) -> tuple[int, int]:
+    def _apply_private(self, vma: Vma, lo: int, hi: int, write: bool,
+                       gup: bool = False) -> tuple[int, int]:
         """Touch pages lo..hi of a private mapping; the charge must already fit."""
         st = vma.state[lo:hi]
         swapped = st == SWAPPED if self.profile.swap else None
@@ -383,7 +465,8 @@ class AddressSpace:
             if self.profile.swap and alloc:
                 self._anon_add(vma, lo, hi, fresh if swapped is None else fresh | swapped)
             st[:] = RESIDENT
-            vma.data[lo:hi] = True
+            if not gup:
+                vma.data[lo:hi] = True
             vma.accessed[lo:hi] = False
             vma.rss += alloc
             vma.lazyfree -= n_lazy
@@ -392,7 +475,8 @@ class AddressSpace:
             absent = (st == NOT_PRESENT) | (st == RECLAIMED)
             n_minor = _count(absent)
             # A read of a LAZYFREE page returns the old data and sets the young bit (FACTS 13).
-            vma.accessed[lo:hi] |= st == LAZYFREE
+            if not gup:
+                vma.accessed[lo:hi] |= st == LAZYFREE
             st[absent] = ZERO_PAGE
             if n_major:
                 st[swapped] = RESIDENT
@@ -411,19 +495,19 @@ class AddressSpace:
         vma.anon_seq[lo:hi][mask] = seq
         self._anon_lru.add_range(vma, seq, lo, hi)
 
-    def _touch_shared(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
+    def _touch_shared(self, vma: Vma, lo: int, hi: int, write: bool, gup: bool = False) -> int:
         holes = ~vma.shm_present[lo:hi]      # pages the shmem object does not hold yet
         want = _count(holes)
         fits = self._make_room(want) if want else 0
         stop = hi
         if fits < want:
             stop = lo + int(np.flatnonzero(holes)[fits])
-        faults = self._apply_shared(vma, lo, stop, write) if stop > lo else 0
+        faults = self._apply_shared(vma, lo, stop, write, gup) if stop > lo else 0
         if stop < hi:
             self._oom(f"{'write' if write else 'read'} of page {stop} of shared region {vma.name!r}")
         return faults
 
-    def _apply_shared(self, vma: Vma, lo: int, hi: int, write: bool) -> int:
+    def _apply_shared(self, vma: Vma, lo: int, hi: int, write: bool, gup: bool = False) -> int:
         st = vma.state[lo:hi]
         present = vma.shm_present[lo:hi]
         unmapped = st == NOT_PRESENT
@@ -435,7 +519,8 @@ class AddressSpace:
             faults = _count(unmapped)
             st[:] = RESIDENT
             present[:] = True
-            vma.data[lo:hi] = True
+            if not gup:
+                vma.data[lo:hi] = True
             vma.rss += faults
         else:
             faults, mapped = self._shared_read_faults(vma, lo, hi)
@@ -478,23 +563,39 @@ class AddressSpace:
         return faults, _count(to_map)
 
     # ---------------------------------------------------------------- madvise
-    def _decode_advice(self, advice) -> Optional[int]:
-        """The advice value, or None for one the model (or this kernel) answers EINVAL to."""
+    def _decode_advice(self, advice) -> Optional[Advice]:
+        """The advice, or None for one this kernel answers EINVAL to (unknown, or too new)."""
         if isinstance(advice, (bool, np.bool_)):
             raise ModelInputError(f"advice must be an MADV_* name or an int, got {advice!r}")
-        if isinstance(advice, (int, np.integer)):
-            value = int(advice)
-        elif isinstance(advice, str):
-            value = ADVICE_NAMES.get(advice)
-        else:
-            raise ModelInputError(f"advice must be an MADV_* name or an int, "
-                                  f"got {type(advice).__name__} {advice!r}")
-        if value == MADV_FREE and not self.profile.has_madv_free:
+        if isinstance(advice, np.integer):
+            advice = int(advice)
+        found = lookup(advice)
+        if found is None or not self.profile.knows(found.since):
             return None
-        return value if value in (MADV_DONTNEED, MADV_FREE) else None
+        return found
 
     def madvise(self, region: str, offset: int, length: int, advice) -> None:
         """madvise(2) on ``[offset, offset + length)`` of the region (offset as passed: bytes).
+
+        Every advice of ``<asm-generic/mman-common.h>`` is accepted from the release that added
+        it (:mod:`models.kernel.advice`; KERNEL-NOTES K10); what changes pages:
+
+        * ``MADV_DONTNEED`` / ``MADV_DONTNEED_LOCKED``: drop the pages (FACTS 6, E6); on 6.14+
+          also the page tables of 2 MiB blocks the call empties whole (K3);
+        * ``MADV_FREE``: lazily free (FACTS 11-16);
+        * ``MADV_REMOVE`` (shared only, else EINVAL): punch a hole in the shmem object -- pages,
+          data and charge go;
+        * ``MADV_COLD``: clear the young bit, so a lazily freed page read since its free is
+          reclaimed on the first pass (with swap, written pages go to the old end of the
+          anonymous list);
+        * ``MADV_PAGEOUT``: reclaim the range now: clean lazily freed pages are dropped (even
+          young ones), pages written since MADV_FREE become normal anonymous pages; without swap
+          nothing else can go, with swap private pages are written out (K6);
+        * ``MADV_POPULATE_READ`` / ``_WRITE``: fault the range in like a read / write touch, one
+          fault per page, under the budget like any fault;
+        * ``MADV_COLLAPSE``: EINVAL -- regions are mapped ``MADV_NOHUGEPAGE`` (no THP, LIMITS 1);
+        * ``MADV_WIPEONFORK`` on a shared mapping: EINVAL; every other advice is a hint with no
+          effect on anything the model tracks.
 
         Raises KernelError("EINVAL") / KernelError("ENOMEM") as the kernel answers; on ENOMEM
         the part of the range inside the region has been advised (measured, LIMITS.md).
@@ -503,36 +604,66 @@ class AddressSpace:
         vma = self._vma(region)
         offset = _check_int("offset", offset, 0)
         length = _check_int("length", length, 0)
-        value = self._decode_advice(advice)
-        if value is None:
-            if advice in (MADV_FREE, "MADV_FREE"):
+        adv = self._decode_advice(advice)
+        if adv is None:
+            known = lookup(advice) if not isinstance(advice, (bool, np.bool_)) else None
+            if known is not None and known.name == "MADV_FREE":
                 raise KernelError("EINVAL", f"MADV_FREE does not exist before Linux 4.5 "
                                             f"(profile {self.profile.version})")
-            raise KernelError("EINVAL", f"advice {advice!r} is not valid (the model implements "
-                                        f"MADV_DONTNEED = 4 and MADV_FREE = 8)")
+            if known is not None:
+                raise KernelError("EINVAL", f"{known.name} does not exist before Linux "
+                                            f"{known.since[0]}.{known.since[1]} "
+                                            f"(profile {self.profile.version})")
+            raise KernelError("EINVAL", f"advice {advice!r} is not an advice Linux defines "
+                                        f"(<asm-generic/mman-common.h>)")
         if offset % PAGE_SIZE:
             raise KernelError("EINVAL", f"start offset {offset} is not page aligned")
         if length == 0:
             return
         first = offset // PAGE_SIZE
         last = first + pages_of(length)
-        if value == MADV_FREE and not self.profile.lazy_free:
-            value = MADV_DONTNEED          # 4.5-4.11 without swap: passthrough (FACTS 15)
-        if value == MADV_FREE and vma.shared:
+        effect = adv.effect
+        if effect == "free" and not self.profile.lazy_free:
+            effect = "dontneed"            # 4.5-4.11 without swap: passthrough (FACTS 15)
+        # Checks the kernel makes per VMA, before touching anything (also past the end).
+        if effect == "free" and vma.shared:
             raise KernelError("EINVAL", f"MADV_FREE on shared mapping {vma.name!r} "
                                         f"(private anonymous memory only, FACTS 14)")
+        if effect == "remove" and not vma.shared:
+            raise KernelError("EINVAL", f"MADV_REMOVE on private mapping {vma.name!r} "
+                                        f"(shared mappings only)")
+        if effect == "wipeonfork" and vma.shared:
+            raise KernelError("EINVAL", f"MADV_WIPEONFORK on shared mapping {vma.name!r} "
+                                        f"(private anonymous memory only)")
+        if effect == "collapse":
+            raise KernelError("EINVAL", f"MADV_COLLAPSE on {vma.name!r}: regions are mapped "
+                                        f"MADV_NOHUGEPAGE (the model has no transparent huge pages)")
         end = min(last, vma.npages)
         if first < end:
-            if value == MADV_DONTNEED:
+            if effect == "dontneed":
                 self._dontneed(vma, first, end)
-            else:
+            elif effect == "free":
                 self._free(vma, first, end)
+            elif effect == "remove":
+                self._remove(vma, first, end)
+            elif effect == "cold":
+                self._cold(vma, first, end)
+            elif effect == "pageout":
+                self._pageout(vma, first, end)
+            elif effect in ("populate_read", "populate_write"):
+                self._touch_pages(vma, first, end, effect == "populate_write", gup=True)
         if last > vma.npages:
             raise KernelError("ENOMEM", f"range [{offset}, {offset + pages_of(length) * PAGE_SIZE}) "
                                         f"runs past the end of region {vma.name!r} "
                                         f"({vma.npages * PAGE_SIZE} bytes)")
 
     def _dontneed(self, vma: Vma, lo: int, hi: int) -> None:
+        if self.profile.pt_reclaim:
+            # CONFIG_PT_RECLAIM: a PTE table the zap covered whole (2 MiB inside this call's
+            # range) is empty afterwards and freed; partly covered ones stay (K3, measured).
+            t0 = -(-(lo + FIRST_PAGE_IN_TABLE) // PTES_PER_TABLE)
+            t1 = (hi + FIRST_PAGE_IN_TABLE) // PTES_PER_TABLE
+            self._free_tables(vma, t0, t1)
         st = vma.state[lo:hi]
         if vma.shared:
             # Zap the PTEs only: the shmem object keeps pages, data and charge (FACTS E6).
@@ -548,6 +679,70 @@ class AddressSpace:
         vma.lru_seq[lo:hi] = 0
         vma.accessed[lo:hi] = False
         vma.anon_seq[lo:hi] = 0
+
+    def _remove(self, vma: Vma, lo: int, hi: int) -> None:
+        """MADV_REMOVE on shmem: zap the PTEs and punch a hole in the object (pages, data and
+        charge go; the next read of a hole allocates a zeroed page)."""
+        st = vma.state[lo:hi]
+        vma.rss -= _count(st == RESIDENT)
+        st[:] = NOT_PRESENT
+        present = vma.shm_present[lo:hi]
+        n = _count(present)
+        present[:] = False
+        vma.data[lo:hi] = False
+        vma.shm_pages -= n
+        self.charged_pages -= n
+
+    def _cold(self, vma: Vma, lo: int, hi: int) -> None:
+        """MADV_COLD: clear the young bits; ``folio_deactivate`` leaves inactive pages where
+        they are, so a lazily freed page keeps its place but loses its second chance."""
+        vma.accessed[lo:hi] = False
+        if self.profile.swap and not vma.shared:
+            on = (vma.anon_seq[lo:hi] != 0) & (vma.state[lo:hi] == RESIDENT)
+            if on.any():
+                idx = np.flatnonzero(on) + lo
+                seq = self._next_seq()
+                vma.anon_seq[idx] = seq
+                self._anon_lru.add_index_front(vma, seq, idx)
+
+    def _pageout(self, vma: Vma, lo: int, hi: int) -> None:
+        """MADV_PAGEOUT: reclaim the range now (``reclaim_pages`` ignores young bits)."""
+        if vma.shared:
+            # try_to_unmap runs before the write-out, which fails without swap (and the model
+            # never swaps shmem): the PTEs are gone, the object keeps pages, data and charge
+            # (measured: Rss 256 -> 0, a re-read faults with fault-around, KERNEL-NOTES K10).
+            st = vma.state[lo:hi]
+            vma.rss -= _count(st == RESIDENT)
+            st[:] = NOT_PRESENT
+            return
+        st = vma.state[lo:hi]
+        lazy = st == LAZYFREE
+        n = _count(lazy)
+        if n:
+            st[lazy] = RECLAIMED
+            vma.data[lo:hi][lazy] = False
+            vma.lru_seq[lo:hi][lazy] = 0
+            vma.accessed[lo:hi][lazy] = False
+            vma.rss -= n
+            vma.lazyfree -= n
+            self.charged_pages -= n
+            self.reclaimed_pages += n
+        # Written since MADV_FREE: try_to_unmap finds it dirty, sets it swap-backed, keeps it.
+        redirtied = (st == RESIDENT) & (vma.lru_seq[lo:hi] != 0)
+        if redirtied.any():
+            idx = np.flatnonzero(redirtied) + lo
+            vma.lru_seq[idx] = 0
+            if self.profile.swap:
+                self._to_anon(vma, idx)
+        if self.profile.swap:
+            out = (st == RESIDENT) & ~redirtied
+            m = _count(out)
+            if m:
+                st[out] = SWAPPED
+                vma.anon_seq[lo:hi][out] = 0
+                vma.rss -= m
+                self.charged_pages -= m
+                self.swapped_out_pages += m
 
     def _free(self, vma: Vma, lo: int, hi: int) -> None:
         st = vma.state[lo:hi]
@@ -581,6 +776,9 @@ class AddressSpace:
         if length > MAX_MAPPING_BYTES:
             raise ModelInputError(f"length must be 1 to {MAX_MAPPING_BYTES} bytes, got {length}")
         n = pages_of(length)
+        if self.count_pagetables:
+            # Its own mapping: one page table per 2 MiB block, all written (K3).
+            self._charge_tables(table_of(n - 1) + 1, f"pressure allocation of {n} pages")
         fits = self._make_room(n)
         self.pressure_pages += fits
         self.charged_pages += fits

@@ -9,6 +9,22 @@ import numpy as np
 
 from models.kernel.pages import NOT_PRESENT
 
+#: Pages mapped by one page-table (PTE) page on x86-64: 512 entries cover a 2 MiB block.
+PTES_PER_TABLE = 512
+#: Where a mapping starts inside its first 2 MiB block, in pages.  The real-kernel engine puts a
+#: guard page before each region, so a region is never 2 MiB aligned: a 128 MiB region spans
+#: 65 blocks, as measured (docs/KERNEL-NOTES.md K3).  The model fixes the start one page in.
+FIRST_PAGE_IN_TABLE = 1
+
+
+def table_of(page):
+    """Index of the page-table page (2 MiB block) that maps ``page`` of a mapping."""
+    return (page + FIRST_PAGE_IN_TABLE) // PTES_PER_TABLE
+
+
+def _tables_for(npages: int) -> int:
+    return table_of(max(npages, 1) - 1) + 1
+
 
 class Vma:
     """A private or shared anonymous mapping of ``npages`` 4 KiB pages.
@@ -22,11 +38,13 @@ class Vma:
     * ``accessed`` -- the PTE's young bit on a LAZYFREE page (a read after MADV_FREE): reclaim
                       gives such a page a second trip round the LRU instead of dropping it;
     * ``anon_seq`` -- position on the anonymous LRU (only used with swap); 0 = not on it;
-    * ``shm_present`` -- (shared only) the shmem object has a page here, mapped or not.
+    * ``shm_present`` -- (shared only) the shmem object has a page here, mapped or not;
+    * ``pt``       -- per 2 MiB block (:func:`table_of`): a page-table page is allocated (and
+                      charged to the memcg) for it; ``pt_pages`` counts them (KERNEL-NOTES K3).
     """
 
     __slots__ = ("name", "shared", "npages", "state", "data", "lru_seq", "accessed", "anon_seq",
-                 "shm_present", "rss", "lazyfree", "shm_pages", "alive")
+                 "shm_present", "rss", "lazyfree", "shm_pages", "alive", "pt", "pt_pages")
 
     def __init__(self, name: str, npages: int, shared: bool):
         self.name = name
@@ -43,6 +61,8 @@ class Vma:
         self.lazyfree = 0       # LAZYFREE pages (the true count, whatever smaps shows)
         self.shm_pages = 0      # pages in the shmem object (charged even when unmapped)
         self.alive = True
+        self.pt = np.zeros(_tables_for(cap), dtype=bool)
+        self.pt_pages = 0       # page-table pages allocated for this mapping
 
     # -- size -------------------------------------------------------------------------------
     def grow(self, new_npages: int) -> None:
@@ -57,6 +77,9 @@ class Vma:
                 arr = np.zeros(new_cap, dtype=old.dtype)
                 arr[:self.npages] = old[:self.npages]
                 setattr(self, attr, arr)
+            pt = np.zeros(_tables_for(new_cap), dtype=bool)
+            pt[:self.pt.shape[0]] = self.pt
+            self.pt = pt
         lo, hi = self.npages, new_npages
         # The tail may hold junk from an earlier shrink: reset it to "never touched".
         self.state[lo:hi] = NOT_PRESENT
@@ -75,4 +98,5 @@ class Vma:
             setattr(new, attr, getattr(self, attr).copy())
         new.shm_present = None if self.shm_present is None else self.shm_present.copy()
         new.rss, new.lazyfree, new.shm_pages, new.alive = self.rss, self.lazyfree, self.shm_pages, self.alive
+        new.pt, new.pt_pages = self.pt.copy(), self.pt_pages
         return new
