@@ -5,7 +5,6 @@ the same code cells, no outputs, a Python kernel, and nothing fetched from the n
 """
 from __future__ import annotations
 
-import posixpath
 import re
 
 import nbformat

@@ -22,7 +22,6 @@ reader without Linux sees.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import functools
 import html
