@@ -328,6 +328,9 @@ def describe_limit(limit_mib: int, share_percent: int, advice: str, kernel_versi
     else:
         oom = (f"A second allocation fits up to {fit} MiB (live {s.live_mib:.4g} + {fit} <= "
                f"{limit_mib} MiB); from {fit + 8} MiB on, the OOM killer strikes.")
+        if s.live_mib + fit == limit_mib:
+            oom += (" That largest one fills the limit exactly: the model, which leaves page tables "
+                    "out, lets it fit; a real kernel, which charges them too, would not (K3).")
     first = np.flatnonzero(s.reclaimed_mib > 0)
     rec = (f" Reclaim starts with a second allocation of {SECOND_MIB[first[0]]} MiB and takes "
            f"up to {np.nanmax(s.reclaimed_mib[~s.oom]) if (~s.oom).any() else 0:.4g} MiB of lazily "
@@ -621,7 +624,9 @@ def limit_summary() -> str:
         f"4.12 or later), RSS stays at {s.rss_before_mib:.4g} MiB up to a {first - 8} MiB allocation; "
         f"from {first} MiB on, reclaim starts and RSS falls by about 1 MiB per MiB of allocation, "
         f"down to {np.nanmin(s.heap_rss_mib):.4g} MiB at {fit} MiB, the largest allocation that "
-        f"fits; from {fit + 8} MiB on, the process is OOM-killed.",
+        f"fits; from {fit + 8} MiB on, the process is OOM-killed"
+        + (" (exactly at the limit the model, without page tables, still fits; a real kernel would "
+           "not)." if s.live_mib + fit == 192 else "."),
     ]
     parts = []
     for share in (0, 100):
