@@ -159,10 +159,12 @@ def test_go_quiz_is_seeded_and_answered_by_the_model():
 # -- real Go probe comparison ----------------------------------------------------------------------------
 def _samples(d_released, d_rss, d_lazy):
     base = {"rss_bytes": 300 * MiB, "lazyfree_bytes": 0, "heap_released": 3 * MiB}
-    gc = {"phase": "gc", "t": 0.0, **base}
+    alloc = {"phase": "allocate", "t": -1.0, "heap_inuse": 256 * MiB, **base}
+    gc = {"phase": "gc", "t": 0.0, "heap_inuse": 64 * MiB, **base}
     rel = {"phase": "release", "t": 3.0, "rss_bytes": base["rss_bytes"] - d_rss,
-           "lazyfree_bytes": d_lazy, "heap_released": base["heap_released"] + d_released}
-    return [gc, rel]
+           "lazyfree_bytes": d_lazy, "heap_released": base["heap_released"] + d_released,
+           "heap_inuse": 64 * MiB}
+    return [alloc, gc, rel]
 
 
 def test_identity_check_holds_and_fails_as_it_should():
@@ -170,6 +172,16 @@ def test_identity_check_holds_and_fails_as_it_should():
     assert gv.identity_check(_samples(186 * MiB, 0, 186 * MiB), 0)["ok"]
     assert not gv.identity_check(_samples(186 * MiB, 0, 186 * MiB), 1)["ok"]     # RSS did not fall
     assert not gv.identity_check(_samples(186 * MiB, 0, 100 * MiB), 0)["ok"]     # LazyFree short
+
+
+def test_a_run_that_released_nothing_tests_nothing():
+    from models.viz.go_versions import ProbeComparison, released_fraction
+    idle = _samples(0, 0, 0)
+    assert released_fraction(idle) == 0 and released_fraction(_samples(186 * MiB, 186 * MiB, 0)) > 0.9
+    rec = gv.scavenger_probe_vs_model(force_recorded=True)
+    fake = ProbeComparison(False, "test", "", "1.19", "6.18.0", {1: idle, 0: rec.runs[0]}, rec.models)
+    assert not fake.checks()[1]["ok"] and fake.checks()[0]["ok"]
+    assert "does not test the identity" in fake.text()
 
 
 def test_recorded_probe_run_is_labelled_and_holds_the_identity():

@@ -610,7 +610,15 @@ class ProbeComparison:
     models: dict          # setting -> Timeline
 
     def checks(self) -> dict:
-        return {s: identity_check(rows, s) for s, rows in self.runs.items()}
+        """Identity checks per setting; a run that released less than half the dropped heap fails
+        (it tested nothing)."""
+        out = {}
+        for s, rows in self.runs.items():
+            c = identity_check(rows, s)
+            c["released_enough"] = released_fraction(rows) >= 0.5
+            c["ok"] = c["ok"] and c["released_enough"]
+            out[s] = c
+        return out
 
     def figure(self) -> go.Figure:
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
@@ -661,6 +669,12 @@ class ProbeComparison:
         if not _kernel_has_lazyfree(self.kernel_release):
             lines.append(f"Linux {self.kernel_release} has no LazyFree field (before 4.12).")
         for s, c in sorted(self.checks().items()):
+            if released_fraction(self.runs[s]) < 0.5:
+                lines.append(f"madvdontneed={s}: the scavenger released only "
+                             f"{c['released_pages'] / PAGES_PER_MIB:.1f} MiB within the watch in "
+                             f"{PROBE_ATTEMPTS} runs (it sometimes sleeps longer in an idle program); "
+                             f"this run does not test the identity.")
+                continue
             kernel_side = "RSS fell" if s == 1 else "LazyFree rose"
             amount = c["rss_fall_pages"] if s == 1 else c["lazyfree_rise_pages"]
             lines.append(
@@ -685,6 +699,28 @@ class ProbeComparison:
 
     def __repr__(self):
         return self.text()
+
+
+#: An idle program's scavenger sometimes sleeps past the watch (once in 12 runs here, LIMITS.md):
+#: such a run releases nothing and tests nothing, so it is repeated up to this many times.
+PROBE_ATTEMPTS = 3
+
+
+def released_fraction(samples: list[dict]) -> float:
+    """HeapReleased gained from the GC to the end of the watch, as a fraction of the heap dropped."""
+    gc = [r for r in samples if r["phase"] == "gc"][-1]
+    rel = [r for r in samples if r["phase"] == "release"][-1]
+    alloc = [r for r in samples if r["phase"] == "allocate"][-1]
+    dropped = max(alloc["heap_inuse"] - gc["heap_inuse"], 1)
+    return (rel["heap_released"] - gc["heap_released"]) / dropped
+
+
+def _probe_until_released(run_probe, setting: int) -> list[dict]:
+    for _ in range(PROBE_ATTEMPTS):
+        samples = run_probe(madvdontneed=setting, **PROBE_ARGS).samples
+        if released_fraction(samples) >= 0.5:
+            break
+    return samples
 
 
 def _kernel_has_lazyfree(release: str) -> bool:
@@ -718,7 +754,7 @@ def scavenger_probe_vs_model(record_id: str = "ch07-goprobe-scavenger", *, force
             reason = why
         else:
             try:
-                runs = {s: run_probe(madvdontneed=s, **PROBE_ARGS).samples for s in (1, 0)}
+                runs = {s: _probe_until_released(run_probe, s) for s in (1, 0)}
             except (GoProbeError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
     if runs is not None:
@@ -752,7 +788,7 @@ def scavenger_probe_vs_model(record_id: str = "ch07-goprobe-scavenger", *, force
 
 # ============================================================================ chapter 7: the quiz
 #: Quiz text is wrapped to this width (it is shown preformatted).
-WRAP = 84
+WRAP = 66
 QUIZ_VERSIONS = ("1.11", "1.12", "1.13", "1.14", "1.16", "1.19")
 QUIZ_KERNELS = (("4.4", False), ("4.9", False), ("4.9", True), ("5.10", False), ("6.18", False))
 
