@@ -219,3 +219,28 @@ def test_lab_quiz_is_seeded_and_its_answer_comes_from_the_model():
     assert "lazyfree 4,096 at 6.18 vs 0 here" in answer
     with pytest.raises(ModelInputError, match="seed"):
         lab.lab_quiz(-1)
+
+
+def test_without_linux_every_part_says_why_and_shows_the_recording(monkeypatch):
+    # what a reader on macOS gets: no live run, each part labelled as the build machine's recording
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(lab, "_LIBRARY", [])
+    monkeypatch.setattr(lab, "_CALIBRATION", [])
+    monkeypatch.setattr(lab, "_GO", [])
+    caps = dict((part, (ok, msg)) for part, ok, msg in lab.capabilities())
+    assert not any(ok for ok, _ in caps.values())
+    assert "needs Linux (this is darwin)" in caps["scenarios without a memory limit"][1]
+    assert "not Linux" in lab.machine_text() or "darwin" in lab.machine_text()
+    run = lab.library_run()
+    assert run.results and not any(r.live for r in run.results.values())
+    assert all("this book's build machine" in r.source and "recorded on" in r.source
+               for r in run.results.values())
+    assert "needs Linux (this is darwin)" in run.html()
+    cal = lab.calibration()
+    assert cal.live is None and "darwin" in cal.reason and "recorded on" in cal.html()
+    assert lab.constant_sets()["this machine"] is None
+    go = lab.go_runs()
+    assert not go.live and "darwin" in go.reason and "Not run live here" in go.html()
+    assert lab.live_side() is None
+    fig = lab.fidelity_figure("live", "all", "default", "auto")
+    assert "No live run on this machine" in fig.layout.annotations[0].text

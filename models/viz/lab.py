@@ -208,7 +208,7 @@ class LibraryRun:
         return self.html()
 
     def text(self) -> str:
-        return "\n".join(f"{n:<20} ch{c} {s:<8} {v}" for n, c, s, v in self.summary_rows())
+        return "\n".join(f"{n:<22} {f'ch{c}' if c else '-':<4} {s:<8} {v}" for n, c, s, v in self.summary_rows())
 
     def __repr__(self) -> str:
         return self.text()
