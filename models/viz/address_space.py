@@ -234,3 +234,238 @@ def compare_with_kernel(reserve_mib: int = 64, touched_percent: int = 50) -> Ker
         kernel = tuple(probe.recorded(a) for a in modes)
         source = f"recorded on Linux {kernel[0].kernel} when this book was built"
     return KernelComparison(reserve_mib, touched_percent, source, model, kernel)
+
+
+# ------------------------------------------------------- page tables: the hidden cost of sparse touches
+
+#: Region sizes of the page-table explorable (MiB).
+PT_RESERVE_MIB = (64, 256, 1024)
+#: "Touch one page in every ``stride``": 1 = every page, 512 = one page per 2 MiB block.
+PT_STRIDE = (1, 8, 64, 512)
+PT_LAYOUT = {"spread over the region": "spread", "packed at the start": "packed"}
+PT_ACCESS = {"read": "read", "write": "write"}
+KiB = 1 << 10
+
+
+@dataclass(frozen=True)
+class PageTableCost:
+    """RSS and page-table pages after touching ``touched_pages`` pages of a fresh mapping.
+
+    ``pagetable_pages`` is the model's count (``AddressSpace(pagetables=True)``, KERNEL-NOTES K3):
+    one 4 KiB page-table (PTE) page per 2 MiB block of the mapping that holds any populated
+    entry, a zero-page mapping after a read included.  Page tables are not in RSS.
+    """
+
+    reserve_mib: int
+    stride: int
+    layout: str
+    access: str
+    touched_pages: int
+    rss_bytes: int
+    faults: int
+    pagetable_pages: int
+    block_touched: np.ndarray    # per 2 MiB block of the mapping: pages touched in it
+
+    @property
+    def pagetable_bytes(self) -> int:
+        return self.pagetable_pages * PAGE_SIZE
+
+    @property
+    def blocks(self) -> int:
+        return len(self.block_touched)
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if isinstance(value, bool) or value not in tuple(allowed):
+        raise ModelInputError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def touched_page_indices(npages: int, stride: int, layout: str) -> np.ndarray:
+    """Which pages of an ``npages`` mapping the experiment touches: ``npages // stride`` of them,
+    one in every ``stride`` pages ("spread") or all together from the start ("packed")."""
+    count = npages // stride
+    if layout == "spread":
+        return np.arange(0, count * stride, stride, dtype=np.int64)
+    return np.arange(count, dtype=np.int64)
+
+
+def pagetable_cost_model(reserve_mib: int, stride: int, layout: str, access: str) -> PageTableCost:
+    """mmap ``reserve_mib`` MiB, touch one page in every ``stride`` (spread) or as many pages packed
+    at the start, reading or writing one byte per page; RSS and page tables on the page model."""
+    from models.kernel import AddressSpace
+    from models.kernel.pages import PageState
+    from models.kernel.vma import table_of
+
+    if isinstance(reserve_mib, bool) or not isinstance(reserve_mib, (int, np.integer)) \
+            or not 2 <= reserve_mib <= 4096:
+        raise ModelInputError(f"reserve_mib must be a whole number of MiB in 2..4096, got {reserve_mib!r}")
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or not 1 <= stride <= 512:
+        raise ModelInputError(f"stride must be a whole number of pages in 1..512, got {stride!r}")
+    _check_choice("layout", layout, PT_LAYOUT.values())
+    _check_choice("access", access, PT_ACCESS.values())
+    length = int(reserve_mib) * MiB
+    npages = pages_of(length)
+    pages = touched_page_indices(npages, int(stride), layout)
+    space = AddressSpace(kernel_version="6.18", swap=False, pagetables=True)
+    space.mmap("region", length)
+    if layout == "packed" or stride == 1:
+        space.touch("region", 0, len(pages) * PAGE_SIZE, access=access)
+    else:
+        for page in pages.tolist():
+            space.touch("region", page * PAGE_SIZE, PAGE_SIZE, access=access)
+    states = np.asarray(space.states("region"))
+    touched = np.flatnonzero(states != PageState.NOT_PRESENT)
+    nblocks = int(table_of(npages - 1)) + 1
+    block_touched = np.bincount(table_of(touched), minlength=nblocks).astype(np.int64)
+    return PageTableCost(
+        reserve_mib=int(reserve_mib), stride=int(stride), layout=layout, access=access,
+        touched_pages=len(pages), rss_bytes=int(space.rss_pages("region")) * PAGE_SIZE,
+        faults=int(space.faults), pagetable_pages=int(space.pagetables_of("region")),
+        block_touched=block_touched)
+
+
+def _kib(nbytes: int) -> str:
+    return f"{nbytes / KiB:,.0f} KiB"
+
+
+def describe_pagetables(reserve_mib: int, stride: int, layout: str, access: str) -> str:
+    r = pagetable_cost_model(reserve_mib, stride, layout, access)
+    share = (f", {r.pagetable_bytes / r.rss_bytes:.1%} of RSS" if r.rss_bytes else "")
+    return (f"{r.access.capitalize()} {r.touched_pages:,} pages of a {reserve_mib} MiB mapping "
+            f"({'one in every ' + str(stride) if layout == 'spread' else 'packed at the start'}): "
+            f"RSS {_kib(r.rss_bytes)}, page tables {_kib(r.pagetable_bytes)} "
+            f"({r.pagetable_pages} of the {r.blocks} 2 MiB blocks have a page-table page{share}).")
+
+
+def pagetable_figure(reserve_mib: int, stride: int, layout: str, access: str) -> go.Figure:
+    r = pagetable_cost_model(reserve_mib, stride, layout, access)
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.72, 0.28], vertical_spacing=0.2,
+                        subplot_titles=("Memory after the touches (KiB, log scale)",
+                                        "The mapping in 2 MiB blocks: which ones need a page-table page"))
+    values = [r.touched_pages * PAGE_SIZE, r.rss_bytes, r.pagetable_bytes]
+    fig.add_trace(go.Bar(
+        x=["pages touched<br>(4 KiB each)", "RSS<br>(resident pages)", "page tables<br>(not in RSS)"],
+        # a log axis cannot draw 0: a zero bar stays empty and its label says 0
+        y=[v / KiB if v else None for v in values],
+        marker_color=[COLORS["faults"], COLORS["rss"], COLORS["vsz"]],
+        text=[_kib(v) for v in values], textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: %{text}<extra></extra>", showlegend=False), row=1, col=1)
+    has_table = (r.block_touched > 0).astype(np.int8)
+    edges_mib = [0.0] + [min(((b + 1) * 512 - 1) * PAGE_SIZE, r.reserve_mib * MiB) / MiB
+                         for b in range(r.blocks)]
+    fig.add_trace(go.Heatmap(
+        z=[has_table], x=edges_mib, zmin=0, zmax=1, showscale=False,
+        colorscale=[[0, COLORS["reserved"]], [0.5, COLORS["reserved"]],
+                    [0.5, COLORS["vsz"]], [1, COLORS["vsz"]]],
+        customdata=[r.block_touched], xgap=1 if r.blocks <= 160 else 0,
+        hovertemplate="block at %{x:.0f} MiB: %{customdata} pages touched<extra></extra>"),
+        row=2, col=1)
+    for name, colour in (("no page-table page", COLORS["reserved"]),
+                         ("has a page-table page (4 KiB)", COLORS["vsz"])):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
+                                 marker=dict(symbol="square", size=12, color=colour)), row=2, col=1)
+    top = max(PT_RESERVE_MIB) * MiB / KiB
+    fig.update_yaxes(type="log", title_text="KiB", range=[0, np.log10(top) + 0.5], row=1, col=1)
+    fig.update_yaxes(showticklabels=False, row=2, col=1)
+    fig.update_xaxes(title_text="offset in the mapping (MiB)", range=[0, r.reserve_mib], row=2, col=1)
+    share = (f" = {r.pagetable_bytes / r.rss_bytes:.1%} of RSS" if r.rss_bytes
+             else " while RSS is 0")
+    fig.update_layout(
+        height=560, margin=dict(t=80, b=70, l=60, r=20),
+        legend=dict(orientation="h", x=1, xanchor="right", y=-0.25, yanchor="top"),
+        title=dict(text=f"{access.capitalize()} {r.touched_pages:,} pages of {reserve_mib} MiB "
+                        f"({'1 in ' + str(stride) if layout == 'spread' else 'packed'}): "
+                        f"page tables {_kib(r.pagetable_bytes)}{share}", font_size=15))
+    return fig
+
+
+pagetable_cost = Explorable(
+    pagetable_figure,
+    title="What page tables cost: dense vs sparse touches",
+    describe=describe_pagetables,
+    reserve_mib=Slider(PT_RESERVE_MIB, label="mmap size", unit=" MiB", default=1024),
+    stride=Slider(PT_STRIDE, label="touch one page in every", unit=" pages", default=512),
+    layout=Dropdown(PT_LAYOUT, label="touched pages", default="spread"),
+    access=Dropdown(PT_ACCESS, label="access", default="write"),
+)
+
+
+# ------------------------------------------------------- page tables: model beside the real kernel
+
+#: The kernel may read a few page-table pages more or less than the model: VmPTE also counts
+#: the middle level (one PMD page per 1 GiB touched), and the blocks at the two ends of a
+#: mapping can share their page-table page with a neighbouring mapping that already has one.
+PT_TOLERANCE_PAGES = 4
+
+
+@dataclass(frozen=True)
+class PageTableComparison:
+    """Chapter 1's page-table cases on the model and on the kernel (live or recorded)."""
+
+    source: str
+    live: bool
+    model: tuple     # PageTableCost per case
+    kernel: tuple    # PageTableMeasurement per case
+
+    def rows(self) -> list[dict]:
+        out = []
+        for m, k in zip(self.model, self.kernel):
+            if m.stride == 1:
+                case = f"{m.access} every page"
+            elif m.layout == "spread":
+                case = f"{m.access} 1 page in {m.stride}"
+            else:
+                case = f"{m.access} {m.touched_pages:,} packed"
+            out.append({"case": case,
+                        "reserve_mib": m.reserve_mib, "touched_pages": m.touched_pages,
+                        "model_rss_kib": m.rss_bytes // KiB, "kernel_rss_kib": k.region_rss_kib,
+                        "model_pt_kib": m.pagetable_bytes // KiB, "kernel_pt_kib": k.vmpte_kib,
+                        "model_faults": m.faults,
+                        "kernel_faults": k.minflt})
+        return out
+
+    @property
+    def agrees(self) -> bool:
+        return all(abs(r["kernel_pt_kib"] - r["model_pt_kib"]) <= PT_TOLERANCE_PAGES * 4
+                   and r["kernel_rss_kib"] == r["model_rss_kib"] for r in self.rows())
+
+    def summary(self) -> str:
+        import textwrap
+        lines = textwrap.wrap(f"kernel: {self.source}", 80, subsequent_indent="  ")
+        lines += [f"{'':<19}{'RSS (kB)':^22}{'page tables (kB)':^22}{'faults':^18}",
+                  f"{'1 GiB mapping':<19}" + f"{'model':>11}{'kernel':>11}" * 2
+                  + f"{'model':>9}{'kernel':>9}"]
+        for r in self.rows():
+            lines.append(f"{r['case']:<19}{r['model_rss_kib']:>11,}{r['kernel_rss_kib']:>11,}"
+                         f"{r['model_pt_kib']:>11,}{r['kernel_pt_kib']:>11,}"
+                         f"{r['model_faults']:>9,}{r['kernel_faults']:>9,}")
+        lines.append(f"agrees: RSS exactly, page tables within {PT_TOLERANCE_PAGES} pages"
+                     if self.agrees else "DISAGREES: see the rows above")
+        return "\n".join(lines)
+
+    def figure(self) -> go.Figure:
+        rows = self.rows()
+        labels = [r["case"] for r in rows]
+        fig = go.Figure()
+        for who, colour, pattern in (("model", COLORS["vsz"], ""), ("kernel (VmPTE)", "#003F66", "/")):
+            key = "model_pt_kib" if who == "model" else "kernel_pt_kib"
+            fig.add_trace(go.Bar(x=labels, y=[r[key] for r in rows], name=who, marker_color=colour,
+                                 marker_pattern_shape=pattern, text=[f"{r[key]:,}" for r in rows],
+                                 textposition="outside", cliponaxis=False))
+        top = max(max(r["model_pt_kib"], r["kernel_pt_kib"]) for r in rows)
+        fig.update_yaxes(title_text="page tables (KiB)", range=[0, top * 1.25])
+        fig.update_xaxes(title_text="how the pages of a 1 GiB mapping were touched")
+        fig.update_layout(barmode="group", height=420, legend_title_text="source",
+                          margin=dict(t=60, b=50, l=60, r=20),
+                          title=dict(text=f"Page tables, model vs. kernel (Linux {self.kernel[0].kernel}"
+                                          f"{'' if self.live else ', recorded'})", font_size=15))
+        return fig
+
+
+def pagetables_vs_kernel() -> PageTableComparison:
+    """The chapter's page-table cases on the model and on this kernel (recorded where it cannot run)."""
+    from models.realkernel import pagetable_probe as probe
+
+    kernel, source, live = probe.measure_or_recorded()
+    model = tuple(pagetable_cost_model(k.reserve_mib, k.stride, k.layout, k.access) for k in kernel)
+    return PageTableComparison(source, live, model, tuple(kernel))
