@@ -11,6 +11,15 @@ CHAPTER_RE = re.compile(r"^book/(\d\d-[a-z0-9-]+)$")
 _OPEN = re.compile(r"^(`{3,}|:{3,})\{(exercise|solution)\}(.*)$")
 
 
+def sources_sha256() -> str:
+    """A hash of what the book is built from: the pages in book/, _config.yml and _toc.yml."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted([ROOT / "_config.yml", ROOT / "_toc.yml"] + list((ROOT / "book").glob("*.md"))):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def toc_chapters() -> list[str]:
     """Numbered chapters in _toc.yml, as 'NN-name'."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
