@@ -1247,3 +1247,28 @@ def test_real_kernel_pagetable_charge_closes_the_reclaim_gap():
     # the kernel reclaims more than the pages alone overshoot (8,192): E7's 1-2 %
     reclaimed = 32768 - kernel[3].rss_pages
     assert 8192 + 100 <= reclaimed <= 8192 * 1.03
+
+
+# The page-table rules themselves, against the cgroup's kernel-memory counter (K3).
+PT_SCRIPT = ["map 16384", "read 0 16384", "write 0 16384", "madv 0 16384 8",
+             "madv 511 512 4 1",       # block 1 page by page: empty, but its table stays
+             "madv 511 512 4",         # block 1 in one call: its (empty) table is freed
+             "madv 0 16384 4",         # the 30 other whole blocks go, the 2 partial ones stay
+             "read 0 16384", "madv 0 2048 4 512",   # 512-page calls off the block grid: none
+             "unmap"]
+
+
+def test_real_kernel_pagetable_pages_follow_the_model():
+    from models.kernel.probe.pagetables import (kernel_pagetable_deltas, kmem_support,
+                                                model_pagetable_deltas)
+    ok, why = kmem_support()
+    need(ok, f"page-table probe: {why}")
+    model = model_pagetable_deltas(PT_SCRIPT)
+    assert model == [0, 33, 0, 0, 0, -1, -30, 31, 0, -33]
+    kernel = kernel_pagetable_deltas(PT_SCRIPT)
+    where = list(zip(PT_SCRIPT, kernel, model))
+    # mmap charges a VMA (slab) and the first touch may add a PMD page (one per 1 GiB of address
+    # space), which the model does not count; munmap frees them again.  Everything else: exact.
+    assert 0 <= kernel[0] <= 2 and 0 <= kernel[1] - model[1] <= 1, where
+    assert -3 <= kernel[-1] - model[-1] <= 0, where
+    assert kernel[2:-1] == model[2:-1], where

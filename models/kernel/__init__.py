@@ -2,8 +2,10 @@
 
 ``AddressSpace`` holds named anonymous mappings of 4 KiB pages, each page in one
 :class:`PageState`; ``touch`` takes page faults, ``madvise`` applies MADV_DONTNEED / MADV_FREE,
-and an optional memory budget makes reclaim drop lazily freed pages (or OOM-kill).  What the
-model simplifies is listed in ``models/kernel/LIMITS.md``.
+and an optional memory budget makes reclaim drop lazily freed pages (or OOM-kill).  Every other
+advice of ``<asm-generic/mman-common.h>`` is accepted as the kernel does (``models.kernel.advice``),
+and ``pagetables=True`` charges page-table pages to the budget (``space.pagetable_pages``).  What
+the model simplifies is listed in ``models/kernel/LIMITS.md``.
 
     >>> from models.kernel import AddressSpace
     >>> space = AddressSpace(kernel_version="6.18")
