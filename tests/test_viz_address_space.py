@@ -163,7 +163,8 @@ def test_pagetable_figure_and_text_show_the_model_numbers():
     bars, strip_ = fig.data[0], fig.data[1]
     assert list(bars.y) == [2048, None, 2048]       # touched, RSS (0: not drawn on a log axis), tables
     assert list(bars.text) == ["2,048 KiB", "0 KiB", "2,048 KiB"]
-    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "KiB"
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "memory (log scale)"
+    assert [a_.text for a_ in fig.layout.annotations if a_.text == "0 KiB"] == ["0 KiB"]
     assert fig.layout.xaxis2.title.text == "offset in the mapping (MiB)"
     assert list(strip_.z[0]).count(1) == 512 and len(strip_.x) == 513 + 1  # bin edges
     assert "while RSS is 0" in fig.layout.title.text

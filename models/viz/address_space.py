@@ -340,11 +340,11 @@ def describe_pagetables(reserve_mib: int, stride: int, layout: str, access: str)
 def pagetable_figure(reserve_mib: int, stride: int, layout: str, access: str) -> go.Figure:
     r = pagetable_cost_model(reserve_mib, stride, layout, access)
     fig = make_subplots(rows=2, cols=1, row_heights=[0.72, 0.28], vertical_spacing=0.2,
-                        subplot_titles=("Memory after the touches (KiB, log scale)",
+                        subplot_titles=("Memory after the touches",
                                         "The mapping in 2 MiB blocks: which ones need a page-table page"))
     values = [r.touched_pages * PAGE_SIZE, r.rss_bytes, r.pagetable_bytes]
     fig.add_trace(go.Bar(
-        x=["pages touched<br>(4 KiB each)", "RSS<br>(resident pages)", "page tables<br>(not in RSS)"],
+        x=["memory touched<br>(pages × 4 KiB)", "RSS<br>(resident pages)", "page tables<br>(not in RSS)"],
         # a log axis cannot draw 0: a zero bar stays empty and its label says 0
         y=[v / KiB if v else None for v in values],
         marker_color=[COLORS["faults"], COLORS["rss"], COLORS["vsz"]],
@@ -364,8 +364,15 @@ def pagetable_figure(reserve_mib: int, stride: int, layout: str, access: str) ->
                          ("has a page-table page (4 KiB)", COLORS["vsz"])):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
                                  marker=dict(symbol="square", size=12, color=colour)), row=2, col=1)
+    for label, v in zip(fig.data[0].x, values):
+        if not v:   # a log axis cannot draw 0: say it where the bar would stand
+            fig.add_annotation(x=label, y=0, text="0 KiB", showarrow=False, yanchor="bottom",
+                               font=dict(size=12), row=1, col=1)
     top = max(PT_RESERVE_MIB) * MiB / KiB
-    fig.update_yaxes(type="log", title_text="KiB", range=[0, np.log10(top) + 0.5], row=1, col=1)
+    ticks = [4, 64, 1024, 16 * 1024, 256 * 1024, 1024 * 1024]
+    fig.update_yaxes(type="log", title_text="memory (log scale)", range=[0, np.log10(top) + 0.5],
+                     tickvals=ticks, ticktext=["4 KiB", "64 KiB", "1 MiB", "16 MiB", "256 MiB", "1 GiB"],
+                     row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=2, col=1)
     fig.update_xaxes(title_text="offset in the mapping (MiB)", range=[0, r.reserve_mib], row=2, col=1)
     share = (f" = {r.pagetable_bytes / r.rss_bytes:.1%} of RSS" if r.rss_bytes
@@ -384,7 +391,7 @@ pagetable_cost = Explorable(
     title="What page tables cost: dense vs sparse touches",
     describe=describe_pagetables,
     reserve_mib=Slider(PT_RESERVE_MIB, label="mmap size", unit=" MiB", default=1024),
-    stride=Slider(PT_STRIDE, label="touch one page in every", unit=" pages", default=512),
+    stride=Slider(PT_STRIDE, label="touch 1 page in every", default=512),
     layout=Dropdown(PT_LAYOUT, label="touched pages", default="spread"),
     access=Dropdown(PT_ACCESS, label="access", default="write"),
 )
@@ -431,14 +438,14 @@ class PageTableComparison:
 
     def summary(self) -> str:
         import textwrap
-        lines = textwrap.wrap(f"kernel: {self.source}", 80, subsequent_indent="  ")
-        lines += [f"{'':<19}{'RSS (kB)':^22}{'page tables (kB)':^22}{'faults':^18}",
-                  f"{'1 GiB mapping':<19}" + f"{'model':>11}{'kernel':>11}" * 2
-                  + f"{'model':>9}{'kernel':>9}"]
+        lines = textwrap.wrap(f"kernel: {self.source}", 68, subsequent_indent="  ")
+        lines += [f"{'':<20}{'RSS (kB)':^20}{'tables (kB)':^14}{'faults':^16}",
+                  f"{'1 GiB mapping':<20}" + f"{'model':>10}{'kernel':>10}" + f"{'model':>7}{'kernel':>7}"
+                  + f"{'model':>8}{'kernel':>8}"]
         for r in self.rows():
-            lines.append(f"{r['case']:<19}{r['model_rss_kib']:>11,}{r['kernel_rss_kib']:>11,}"
-                         f"{r['model_pt_kib']:>11,}{r['kernel_pt_kib']:>11,}"
-                         f"{r['model_faults']:>9,}{r['kernel_faults']:>9,}")
+            lines.append(f"{r['case']:<20}{r['model_rss_kib']:>10,}{r['kernel_rss_kib']:>10,}"
+                         f"{r['model_pt_kib']:>7,}{r['kernel_pt_kib']:>7,}"
+                         f"{r['model_faults']:>8,}{r['kernel_faults']:>8,}")
         lines.append(f"agrees: RSS exactly, page tables within {PT_TOLERANCE_PAGES} pages"
                      if self.agrees else "DISAGREES: see the rows above")
         return "\n".join(lines)
