@@ -1229,7 +1229,7 @@ def test_real_kernel_reclaim_matches(name):
 # Page-table charge (K3), measured through the scenario engine and the fidelity comparator:
 # the model agrees with the kernel when it counts page tables and does not when it does not.
 PAGETABLE_SCENARIO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  "models", "kernel", "probe", "pagetable-charge.json")
+                                  "models", "scenario", "library", "pagetable-charge.json")
 
 
 def test_real_kernel_pagetable_charge_closes_the_reclaim_gap():

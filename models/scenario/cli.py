@@ -39,6 +39,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-version", default=None,
                    help="kernel version the model imitates (model engine only; default 6.18)")
     p.add_argument("--swap", action="store_true", help="the model machine has swap (model engine only)")
+    p.add_argument("--no-pagetables", dest="pagetables", action="store_false",
+                   help="model engine: count only the scenario's pages against memory_limit; by "
+                        "default page-table pages are charged too, as a memory cgroup does "
+                        "(docs/KERNEL-NOTES.md K3)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per executed step")
     p.add_argument("--list", action="store_true", help="list the library scenarios and exit")
     return p
@@ -142,7 +146,7 @@ def _run_model(scenario: Scenario, args):
     except ImportError as exc:
         raise _Unavailable(f"the model engine (models.kernel.replay) is not available: {exc}") from None
     version = args.kernel_version or "6.18"
-    results = play(scenario, kernel_version=version, swap=args.swap)
+    results = play(scenario, kernel_version=version, swap=args.swap, pagetables=args.pagetables)
     header = (f"scenario {scenario.name or args.scenario!r} on the page model "
               f"(Linux {version}, {'with' if args.swap else 'no'} swap)")
     return results, header
