@@ -8,6 +8,7 @@ import pytest
 from conftest import need
 from models.errors import ModelInputError
 from models.realkernel import address_space_probe as probe
+from models.realkernel import pagetable_probe as pt_probe
 from models.viz import address_space as a
 
 MiB = 1 << 20
@@ -112,7 +113,6 @@ def test_comparison_falls_back_to_the_recording_off_linux(monkeypatch):
 
 # ------------------------------------------------------------------ page tables (K3)
 
-from models.realkernel import pagetable_probe as pt_probe  # noqa: E402
 
 KiB = 1 << 10
 

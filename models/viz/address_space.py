@@ -6,6 +6,12 @@ the chapter's explorable.  Behaviour modelled (FACTS 1-3): a private anonymous `
 only reserves address space (VSZ grows, RSS does not); the first *read* of a page maps
 the shared zero page (one minor fault, no RSS); the first *write* allocates a private
 zeroed page (one minor fault, +4 KiB RSS); read-then-write costs two faults per page.
+
+``pagetable_cost_model`` / ``pagetable_figure`` / ``pagetable_cost`` (the second explorable)
+count the page tables a touch pattern needs on ``AddressSpace(pagetables=True)``: one 4 KiB
+page-table page per 2 MiB block with a populated entry, a zero-page read included
+(docs/KERNEL-NOTES.md K3); ``pagetables_vs_kernel`` puts them beside the kernel's ``VmPTE``
+(``models.realkernel.pagetable_probe``, recorded in ``book/recorded/ch01-pagetables.json``).
 """
 from __future__ import annotations
 
