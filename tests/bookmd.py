@@ -105,7 +105,8 @@ def without_blocks(text: str, kind: str) -> str:
 
 
 def solution_phrases(text: str) -> list[tuple[str, list[str]]]:
-    """Per solution: its plain phrases that occur nowhere else in the chapter's source."""
-    rest = " ".join(without_blocks(text, "solution").split())
+    """Per solution: its plain phrases that occur nowhere outside a solution in any page of book/."""
+    rest = " ".join(" ".join(without_blocks(p.read_text(), "solution").split())
+                    for p in sorted((ROOT / "book").glob("*.md")))
     return [(label, [p for p in plain_phrases(body) if p not in rest])
             for label, body in blocks(text, "solution")]
