@@ -38,7 +38,8 @@ DATA_RE = re.compile(r'<script type="application/json" class="explorable-data">(
 def build(out_dir: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT),
+    # the same command as scripts/build-site (parallel chapter execution, BOOK_JOBS)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "jb_build.py"), "build", str(ROOT),
                     "--all", "-W", "--keep-going", "--path-output", str(out_dir)],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

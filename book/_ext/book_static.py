@@ -3,6 +3,7 @@
 * Marks the build (environment variable ``BOOK_STATIC_BUILD``), inherited by the kernels
   MyST-NB starts, so explorables embed their precomputed grid and create no widgets
   (no widget state in the page).
+* Lets Sphinx read (and so execute) chapters in parallel (see ``_multitoc_is_parallel_safe``).
 * Serves ONE local copy of plotly.js (from the installed ``plotly`` package, not a CDN)
   plus ``explorable.js``/``.css``, and loads them only on pages that draw a figure.
 """
@@ -36,8 +37,19 @@ def _copy_plotly(app, exception):
         shutil.copyfile(PLOTLY_JS, static / "plotly.min.js")
 
 
+def _multitoc_is_parallel_safe(app, config):
+    # jupyter-book always loads sphinx_multitoc_numbering, which does not declare itself
+    # parallel-safe, so Sphinx would fall back to serial reading (scripts/jb_build.py runs
+    # chapters in parallel).  It only replaces TocTreeCollector.assign_section_numbers, which
+    # runs in the main process after all documents are read: nothing per-read to merge.
+    ext = app.extensions.get("sphinx_multitoc_numbering")
+    if ext is not None:
+        ext.parallel_read_safe = True
+
+
 def setup(app):
     os.environ[STATIC_BUILD_ENV] = "1"
+    app.connect("config-inited", _multitoc_is_parallel_safe)
     app.connect("html-page-context", _page_context)
     app.connect("build-finished", _copy_plotly)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
