@@ -300,7 +300,8 @@ def _profile_args(profile: str, kernel_release: str, swap_bytes: Optional[int]) 
 @functools.lru_cache(maxsize=None)
 def _model_rows(name: str, version: str, swap: bool) -> tuple:
     from models.kernel.replay import play
-    return tuple(play(resolve(name), kernel_version=version, swap=swap))
+    # As `python -m models run --engine model`: page tables charged like the kernel (K3).
+    return tuple(play(resolve(name), kernel_version=version, swap=swap, pagetables=True))
 
 
 @dataclass(frozen=True)
