@@ -228,3 +228,98 @@ def test_kernel_version_and_swap_as_controls():
     new = ex.describe_at(step=2, kernel_version="6.18", swap=False)
     assert "16,384 not present" in old and "RSS 0 pages" in old
     assert "16,384 lazily freed" in new and "LazyFree 16,384 pages" in new
+
+
+def two_sizes(*extra) -> dict:
+    """Regions of unequal size side by side (chapter 6 draws such pairs)."""
+    return {"name": "two sizes", "steps": [
+        {"op": "mmap", "region": "heap", "length": "64MiB"},
+        {"op": "mmap", "region": "stack", "length": "8MiB"}, *extra,
+        {"op": "touch", "region": "stack", "offset": 0, "length": "2MiB", "access": "read"}]}
+
+
+def _grid_labels_fit(fig, nregions: int, width_px: int) -> None:
+    """Every grid's row labels fit in the space left of it at ``width_px``: the figure's left
+    margin for the first grid, the gap after the neighbouring grid for the others."""
+    lay = fig.layout
+    plot_px = width_px - lay.margin.l - lay.margin.r
+    axes = [(lay[f"xaxis{i if i > 1 else ''}"], lay[f"yaxis{i if i > 1 else ''}"])
+            for i in range(1, nregions + 1)]
+    for i, (x, y) in enumerate(axes):
+        if y.showticklabels is False:
+            continue
+        # Arial at the tick font: digits 0.556 em, "page " letters narrower; 0.6 em is an upper bound
+        need = max(len(t) for t in y.ticktext) * 0.6 * y.tickfont.size
+        room = lay.margin.l + x.domain[0] * plot_px if i == 0 else \
+            (x.domain[0] - axes[i - 1][0].domain[1]) * plot_px
+        assert room >= need, f"grid {i + 1}: labels {y.ticktext} need {need:.0f}px, room {room:.0f}px"
+    table = [t for t in fig.data if t.type == "table"][0]
+    assert table.domain.x[0] > axes[-1][0].domain[1]          # the counters start after the grids
+
+
+@pytest.mark.parametrize("width", [pm.NARROW_WIDTH_PX, 1000])
+def test_unequal_regions_have_their_own_labels_and_room_for_them(width):
+    """64 MiB and 8 MiB side by side: each grid says which page its rows start at, and the
+    8 MiB grid's labels are not drawn over the 64 MiB grid (they were, with a 4% gap)."""
+    fig = pm.pagemap_figure(two_sizes(), 2)
+    assert list(fig.layout.yaxis.ticktext) == ["page 0", "page 4,096", "page 8,192", "page 12,288"]
+    assert fig.layout.yaxis2.showticklabels is True
+    assert list(fig.layout.yaxis2.ticktext) == ["page 0", "page 512", "page 1,024", "page 1,536"]
+    _grid_labels_fit(fig, 2, width)
+    three = pm.pagemap_figure(two_sizes({"op": "mmap", "region": "tiny", "length": "64KiB"}), 3)
+    assert list(three.layout.yaxis3.ticktext) == ["page 0", "page 4", "page 8", "page 12"]
+    _grid_labels_fit(three, 3, width)
+
+
+def test_equal_regions_share_the_left_labels_and_long_labels_widen_the_margin():
+    equal = {"name": "equal", "steps": [{"op": "mmap", "region": "a", "length": "8MiB"},
+                                        {"op": "mmap", "region": "b", "length": "8MiB"}]}
+    fig = pm.pagemap_figure(equal, 1)
+    assert fig.layout.yaxis.showticklabels is not False and fig.layout.yaxis2.showticklabels is False
+    _grid_labels_fit(fig, 2, pm.NARROW_WIDTH_PX)
+    big = {"name": "big", "steps": [{"op": "mmap", "region": "a", "length": "64GiB"},
+                                    {"op": "mmap", "region": "b", "length": "1MiB"}]}
+    fig = pm.pagemap_figure(big, 1)
+    assert fig.layout.yaxis.ticktext[-1] == "page 12,582,912"
+    assert fig.layout.margin.l > 80
+    _grid_labels_fit(fig, 2, pm.NARROW_WIDTH_PX)
+
+
+def test_sentences_keep_the_case_of_units_and_names():
+    """The "did not run" sentence is capitalised at its first letter only ("MiB", "OOM" stay)."""
+    name = "pressure-oom"
+    run = pm.snapshots(name)
+    steps = lib.resolve(name).steps
+    assert len(run.snapshots) < len(steps), "pressure-oom should stop at the OOM kill"
+    text = pm.describe_pagemap_step(run, len(run.snapshots))
+    assert text.startswith(f"Step {len(run.snapshots)} (")
+    assert "OOM-killed" in text and "MiB" in text and text.endswith(".") and not text.endswith("..")
+    assert "mib" not in text and "oom" not in text
+    assert pm._sentence("after x: 1 MiB.") == "After x: 1 MiB."
+
+
+def test_kernel_version_and_swap_controls_with_a_scenario_function():
+    """kernel_version=Dropdown({label: version}) / swap=Toggle() beside a scenario function's own
+    control: the model gets the chosen values (not the control objects), in every form."""
+    from models.viz.explorable import Toggle
+
+    def make(first):
+        return {"name": "free", "steps": [
+            {"op": "mmap", "region": "buf", "length": "1MiB"},
+            {"op": "touch", "region": "buf", "offset": 0, "length": "1MiB", "access": first},
+            {"op": "madvise", "region": "buf", "offset": 0, "length": "1MiB", "advice": "MADV_FREE"}]}
+    ex = pm.pagemap_explorable(make, first=Dropdown(["read", "write"]),
+                               kernel_version=Dropdown({"Linux 4.9": "4.9", "Linux 6.18": "6.18"}),
+                               swap=Toggle())
+    assert set(ex.controls) == {"step", "first", "kernel_version", "swap"}
+    assert ex.grid().combinations == 3 * 2 * 2 * 2
+    old = ex.describe_at(step=2, first="write", kernel_version="4.9", swap=False)
+    new = ex.describe_at(step=2, first="write", kernel_version="6.18", swap=False)
+    assert "256 not present" in old and "RSS 0 pages" in old          # FACTS 15: freed at once
+    assert "256 lazily freed" in new and "LazyFree 256 pages" in new
+    view = ex.widget()
+    assert view.error is None
+    view.controls["first"].value = "write"
+    view.controls["step"].value = 2
+    view.controls["kernel_version"].value = "4.9"
+    assert view.error is None and "256 not present" in view.description.value

@@ -305,6 +305,40 @@ def _status(run: PageMapRun, step: int) -> str:
             f"{last.step}; showing the state after it")
 
 
+#: Font size (px) of a grid's row labels ("page 4,096").
+TICK_FONT_PX = 10
+#: The narrowest figure (px) the grids are laid out for: the book's text column on a small laptop.
+#: Plotly places subplots in fractions of the figure's width but draws tick labels in pixels, so
+#: the room between two grids is sized for this width; wider figures only get more room.
+NARROW_WIDTH_PX = 640
+_MARGIN_RIGHT_PX = 10
+_MIN_SPACING = 0.04
+
+
+def row_ticks(cells: Cells) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The labelled rows of a grid (about four) and their labels: the first page of the row."""
+    every = max(1, cells.rows // 4)
+    rows = tuple(range(cells.rows))[::every]
+    return rows, tuple(f"page {r * cells.cols * cells.pages_per_cell:,}" for r in rows)
+
+
+def label_width_px(labels, font_px: int = TICK_FONT_PX) -> float:
+    """A generous width of the widest label: 0.62 em per character (Arial digits are 0.556 em,
+    letters at most 0.61) plus the axis's tick gap."""
+    return max((len(t) for t in labels), default=0) * 0.62 * font_px + 8
+
+
+def grid_spacing(labels_per_grid, width_px: int = NARROW_WIDTH_PX) -> tuple[int, float]:
+    """(left margin in px, horizontal spacing as a fraction of the plot width) so that each grid's
+    row labels fit left of it: the first grid's in the margin, every other grid's in the gap after
+    its left neighbour (otherwise they are drawn over it)."""
+    labels_per_grid = list(labels_per_grid)
+    left = max(80, math.ceil(label_width_px(labels_per_grid[0]) + 6)) if labels_per_grid else 80
+    plot_px = width_px - left - _MARGIN_RIGHT_PX
+    gap = max((label_width_px(lab) + 6 for lab in labels_per_grid[1:] if lab), default=0)
+    return left, round(max(_MIN_SPACING, gap / plot_px), 4)
+
+
 def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MAX_CELLS,
                    kernel_version: str = "6.18", swap: bool = False, title: Optional[str] = None,
                    legend_codes: Optional[tuple[int, ...]] = None) -> go.Figure:
@@ -313,15 +347,21 @@ def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MA
     step = _check_step(run, step)
     snap = run.snapshots[min(step, len(run.snapshots) - 1)]
     nreg = len(run.regions)
+    grids = {region: aggregate(snap.states[region], max_cells) for region in run.regions}
+    ticks = {region: row_ticks(cells) for region, cells in grids.items()}
+    # a grid repeats its left neighbour's row labels when they are the same (equal sizes)
+    labelled = {region: i == 0 or ticks[region] != ticks[run.regions[i - 1]]
+             for i, region in enumerate(run.regions)}
+    left_px, spacing = grid_spacing([ticks[r][1] if labelled[r] else () for r in run.regions])
     fig = make_subplots(rows=1, cols=nreg + 1,
                         column_widths=[0.64 / nreg] * nreg + [0.36],
                         specs=[[{"type": "xy"}] * nreg + [{"type": "table"}]],
-                        horizontal_spacing=0.04,
+                        horizontal_spacing=spacing,
                         subplot_titles=[f"{name}: {format_size(run.region_pages[name] * PAGE_SIZE)}"
                                         for name in run.regions] + [""])
     scale = _colorscale()
     for i, region in enumerate(run.regions, start=1):
-        cells = aggregate(snap.states[region], max_cells)
+        cells = grids[region]
         z = [[None if v < 0 else int(v) for v in row] for row in cells.codes]
         first = cells.first_page.reshape(cells.rows, cells.cols)
         last = cells.last_page.reshape(cells.rows, cells.cols)
@@ -340,11 +380,8 @@ def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MA
                                     f"({format_size(cells.pages_per_cell * PAGE_SIZE)})",
                          title_font_size=11, row=1, col=i)
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor=f"x{'' if i == 1 else i}",
-                         tickvals=list(range(cells.rows))[::max(1, cells.rows // 4)],
-                         ticktext=[f"page {r * cells.cols * cells.pages_per_cell:,}"
-                                   for r in range(cells.rows)][::max(1, cells.rows // 4)],
-                         tickfont_size=10, showticklabels=(i == 1 or nreg == 1) or
-                         run.region_pages[region] != run.region_pages[run.regions[0]], row=1, col=i)
+                         tickvals=list(ticks[region][0]), ticktext=list(ticks[region][1]),
+                         tickfont_size=TICK_FONT_PX, showticklabels=labelled[region], row=1, col=i)
     c = counters(run, step)
     names = ["RSS", "LazyFree", "zero page", "faults (step)", "faults (total)", "zeros read",
              "error"]
@@ -358,6 +395,9 @@ def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MA
                     font_size=12),
         cells=dict(values=[names, values], align="left", height=22, font_size=12)),
         row=1, col=nreg + 1)
+    # the wide gaps are for row labels; the counters table needs only the usual one
+    grid_end = fig.layout[f"xaxis{nreg if nreg > 1 else ''}"].domain[1]
+    fig.data[-1].domain.x = (grid_end + _MIN_SPACING, 1.0)
     shown = legend_codes if legend_codes is not None else _legend_codes(run)
     for code in shown:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=STATE_LABELS[code],
@@ -366,7 +406,7 @@ def pagemap_figure(scenario: ScenarioLike, step: int = 0, *, max_cells: int = MA
                                  showlegend=True, hoverinfo="skip"), row=1, col=1)
     head = title or (run.scenario.name or "scenario")
     fig.update_layout(
-        height=500, margin=dict(t=90, b=110, l=80, r=10),
+        height=500, margin=dict(t=90, b=110, l=left_px, r=10),
         plot_bgcolor="#FFFFFF",
         title=dict(text=f"{head}<br><sup>{_status(run, step)}</sup>", font_size=15),
         legend=dict(orientation="h", x=0, y=-0.13, yanchor="top", font_size=11,
@@ -390,10 +430,16 @@ def pagemap_text(scenario: ScenarioLike, *, kernel_version: str = "6.18", swap: 
     return [describe_pagemap_step(run, step) for step in range(len(run.scenario.steps))]
 
 
+def _sentence(text: str) -> str:
+    """``text`` as a sentence: first letter upper case, the rest untouched ("MiB", "OOM")."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def describe_pagemap_step(run: PageMapRun, step: int) -> str:
+    """One sentence about the page map after ``step``: each region's page states and the counters."""
     step = _check_step(run, step)
     if step >= len(run.snapshots):
-        return _status(run, step).capitalize() + "."
+        return _sentence(_status(run, step))
     snap = run.snapshots[step]
     c = counters(run, step)
     parts = []
