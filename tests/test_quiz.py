@@ -115,3 +115,82 @@ def test_answer_key_agrees_with_the_real_kernel(seed, topic):
     model = answers(quiz)
     problems = compare(quiz.scenario, kernel, model)
     assert not problems, "\n".join(map(str, problems)) + "\n" + side_by_side(quiz.scenario, kernel, model)
+
+
+# ------------------------------------------------------------------ the malloc and go topics
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "models", "quiz", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_cli_topics_are_the_page_topics_plus_malloc_and_go():
+    from models.quiz import CLI_TOPICS
+    assert CLI_TOPICS == TOPICS + ("malloc", "go")
+    # without --topic the seed still picks among the page-model topics (handed-out seeds keep their problem)
+    assert {generate(s).topic for s in range(60)} == set(TOPICS)
+
+
+def test_malloc_quiz_is_seeded_and_answered_by_the_allocator_model():
+    from models.malloc import parse_sequence, replay
+    from models.quiz.malloc import malloc_quiz, quiz_exercise
+    assert malloc_quiz(12) == malloc_quiz(12) and quiz_exercise(12) == quiz_exercise(12)
+    assert len({json.dumps(malloc_quiz(s).ops) for s in range(30)}) > 20
+    for seed in range(30):
+        q = malloc_quiz(seed)
+        # the answer key is the model's replay of exactly these operations
+        assert list(q.rows) == replay(parse_sequence(list(q.ops)))
+        assert q.ops[-1]["op"] in ("free", "malloc_trim")
+    with pytest.raises(ModelInputError, match="seed"):
+        malloc_quiz(2 ** 32)
+
+
+def test_go_quiz_is_seeded_and_answered_by_the_go_model():
+    from models.goruntime import simulate_release
+    from models.quiz.go import go_quiz, go_quiz_answers
+    assert go_quiz(17) == go_quiz(17)
+    assert len({go_quiz(s) for s in range(30)}) > 20
+    for seed in range(8):
+        q = go_quiz(seed)
+        answers_ = dict(go_quiz_answers(q))
+        after = answers_["after the release"]
+        # recomputed independently from the Go model's own timeline
+        tl = simulate_release(go_version=q.go_version, godebug=None if q.madvdontneed is None
+                              else f"madvdontneed={q.madvdontneed}", kernel_version=q.kernel, swap=q.swap,
+                              heap=f"{q.heap_mib}MiB", liveness=q.liveness, release=q.release,
+                              wait=q.wait or 8.0, memory_limit=q.limit_mib * (1 << 20) if q.limit_mib else None,
+                              pressure=q.second_mib * (1 << 20))
+        assert after["HeapReleased"] in set(tl.heap_released_pages / PAGES_PER_MIB)
+        assert after["RSS"] in set(tl.rss_pages / PAGES_PER_MIB)
+        assert after["RSS - LazyFree"] == pytest.approx(after["RSS"] - after["LazyFree"])
+        assert ("after the second allocation" in answers_) == bool(q.limit_mib and "pressure" in list(tl.step))
+    with pytest.raises(ModelInputError, match="seed"):
+        go_quiz(-3)
+
+
+def test_viz_modules_reexport_the_moved_generators():
+    from models.quiz import go as qgo, malloc as qmalloc
+    from models.viz import free, go_versions
+    assert free.quiz_exercise is qmalloc.quiz_exercise and free.malloc_quiz is qmalloc.malloc_quiz
+    assert go_versions.go_quiz is qgo.go_quiz and go_versions.go_quiz_answer_text is qgo.go_quiz_answer_text
+
+
+@pytest.mark.parametrize("topic,seed,marker", [("malloc", 12, "glibc-like allocator model"),
+                                               ("go", 17, "Go runtime model")])
+def test_cli_malloc_and_go_topics(topic, seed, marker):
+    plain = _cli("--seed", str(seed), "--topic", topic)
+    assert plain.returncode == 0 and "Predict" in plain.stdout and marker not in plain.stdout
+    full = _cli("--seed", str(seed), "--topic", topic, "--answers")
+    assert full.returncode == 0 and full.stdout.startswith(plain.stdout.rstrip("\n")) and marker in full.stdout
+    assert _cli("--seed", str(seed), "--topic", topic, "--answers").stdout == full.stdout    # deterministic
+    data = json.loads(_cli("--seed", str(seed), "--topic", topic, "--json", "--answers").stdout)
+    assert data["seed"] == seed and data["topic"] == topic and data["answers"]
+    assert "answers" not in json.loads(_cli("--seed", str(seed), "--topic", topic, "--json").stdout)
+    if topic == "malloc":
+        from models.quiz.malloc import malloc_quiz
+        assert [r["rss_pages"] for r in data["answers"]] == [r.rss_pages for r in malloc_quiz(seed).rows]
+    else:
+        from models.quiz.go import go_quiz, go_quiz_answers
+        assert [a["mib"] for a in data["answers"]] == [d for _, d in go_quiz_answers(go_quiz(seed))]
+    for bad in (("--seed", "-1", "--topic", topic), ("--seed", "1", "--topic", topic, "--scenario-json")):
+        out = _cli(*bad)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip()

@@ -11,7 +11,16 @@ Topics:
 * ``faults``  -- demand paging: reads map the zero page, writes allocate (FACTS 1-2);
 * ``madvise`` -- MADV_DONTNEED vs MADV_FREE, rewrites, and the kernel-version differences
   (FACTS 6, 10-15, 23-25);
-* ``reclaim`` -- a memory budget, lazily freed pages reclaimed oldest first, OOM (FACTS 18-22, E7).
+* ``reclaim`` -- a memory budget, lazily freed pages reclaimed oldest first, OOM (FACTS 18-22, E7);
+* ``malloc``  -- free() and malloc_trim on the glibc-like allocator model (``models.quiz.malloc``,
+  chapter 3's exercise; FACTS 32-37, 39);
+* ``go``      -- a Go service's release, answered by the Go runtime model (``models.quiz.go``,
+  chapter 7's "predict the dashboard"; FACTS 14-15, 23, 41-44).
+
+:func:`generate` and :data:`TOPICS` are the page-model topics (a :class:`Quiz` is a scenario);
+the ``malloc`` and ``go`` quizzes are not scenarios and have their own generators, which the CLI
+reaches through :data:`CLI_TOPICS`.  Without ``--topic`` the seed picks among :data:`TOPICS`, as it
+always has, so a seed an instructor handed out still prints the same problem.
 """
 from __future__ import annotations
 
@@ -28,6 +37,8 @@ from models.scenario.parse import scenario_to_json
 from models.units import PAGE_SIZE
 
 TOPICS = ("faults", "madvise", "reclaim")
+#: Every topic ``python -m models quiz --topic`` takes.
+CLI_TOPICS = TOPICS + ("malloc", "go")
 MIB = 1 << 20
 PAGES_PER_MIB = MIB // PAGE_SIZE
 
@@ -184,18 +195,49 @@ def answer_text(quiz: Quiz, results: list[StepResult]) -> str:
     return "\n".join(lines)
 
 
+def _other_topic(seed: int, topic: str, with_answers: bool, as_json: bool) -> str:
+    """The text (or JSON) of a ``malloc`` or ``go`` quiz; its answers come from that model."""
+    if topic == "malloc":
+        from models.quiz import malloc as gen
+        q = gen.malloc_quiz(seed)
+        problem = gen.quiz_problem_text(q)
+        answer = lambda: ("Answers (glibc-like allocator model):\n" + gen.quiz_answer_text(q) + "\n"
+                          + gen.quiz_rule(q))
+    else:
+        from models.quiz import go as gen
+        q = gen.go_quiz(seed)
+        problem = gen.go_quiz_problem(q)
+        answer = lambda: "Answers (Go runtime model):\n" + gen.go_quiz_answer_text(q)
+    if as_json:
+        return json.dumps(gen.to_json(q, with_answers), indent=1)
+    return problem + ("\n\n" + answer() if with_answers else "")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m models quiz",
         description="Print a seeded 'predict the outcome' problem; --answers adds the answer key.")
     parser.add_argument("--seed", type=int, required=True, help="any whole number >= 0")
-    parser.add_argument("--topic", choices=TOPICS, help="default: the seed picks one")
+    parser.add_argument("--topic", choices=CLI_TOPICS,
+                        help=f"default: the seed picks one of {', '.join(TOPICS)}")
     parser.add_argument("--answers", action="store_true", help="also print the answers")
     parser.add_argument("--json", action="store_true",
                         help="print the quiz (scenario, kernel, and with --answers the results) as JSON")
     parser.add_argument("--scenario-json", action="store_true",
-                        help="print only the scenario, in the format 'python -m models run' reads")
+                        help="print only the scenario, in the format 'python -m models run' reads "
+                             f"(topics {', '.join(TOPICS)})")
     args = parser.parse_args(argv)
+    if args.topic in ("malloc", "go"):
+        if args.scenario_json:
+            print(f"python -m models quiz: --scenario-json needs a page-model topic "
+                  f"({', '.join(TOPICS)}); a {args.topic} quiz is not a scenario", file=sys.stderr)
+            return 2
+        try:
+            print(_other_topic(args.seed, args.topic, args.answers, args.json))
+        except ModelInputError as exc:
+            print(f"python -m models quiz: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         quiz = generate(args.seed, args.topic)
         results = answers(quiz) if args.answers else None
