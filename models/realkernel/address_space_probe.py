@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import json
-import os
 import platform
 import resource
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.errors import ModelInputError
+from models.realkernel.childproc import (libc as _libc, map_guarded_region, region_smaps_kib,
+                                         run_child, status_kib, unavailable_reason)
 from models.units import PAGE_SIZE
 
 #: Largest region the probe will map (it is really touched when written).
@@ -37,10 +36,6 @@ MAX_RESERVE_MIB = 1024
 ACCESS_MODES = ("read", "write", "read_then_write")
 #: A measurement of this book's own build, shown where the probe cannot run.
 RECORDED = Path(__file__).with_name("address_space_probe_recorded.json")
-
-_PROT_NONE, _PROT_READ, _PROT_WRITE = 0, 1, 2
-_MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
-_MADV_NOHUGEPAGE = 15
 
 
 class ProbeUnavailable(RuntimeError):
@@ -119,11 +114,7 @@ def validate(reserve_mib, percent, access) -> None:
 
 def available() -> str | None:
     """None if the probe can run here, else the reason it cannot."""
-    if platform.system() != "Linux":
-        return f"the real-kernel probe needs Linux (/proc/self/smaps); this is {platform.system()}"
-    if not Path("/proc/self/smaps").exists():
-        return "the real-kernel probe needs /proc/self/smaps, which is missing here"
-    return None
+    return unavailable_reason("the real-kernel probe", "/proc/self/smaps")
 
 
 def measure(reserve_mib: int = 64, percent: int = 50, access: str = "write",
@@ -133,15 +124,10 @@ def measure(reserve_mib: int = 64, percent: int = 50, access: str = "write",
     reason = available()
     if reason:
         raise ProbeUnavailable(reason)
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "models.realkernel.address_space_probe", "--reserve-mib",
-         str(reserve_mib), "--percent", str(percent), "--access", access],
-        capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"address-space probe child failed (exit {proc.returncode}): {proc.stderr}")
-    return ProbeResult.from_json(proc.stdout)
+    return ProbeResult.from_json(run_child(
+        "models.realkernel.address_space_probe",
+        ["--reserve-mib", str(reserve_mib), "--percent", str(percent), "--access", access],
+        "address-space probe", timeout))
 
 
 def measure_or_recorded(reserve_mib: int = 64, percent: int = 50,
@@ -172,37 +158,8 @@ def recorded(access: str = "read_then_write") -> ProbeResult:
 
 # ----------------------------------------------------------------- the child process
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} missing from /proc/self/status")
-
-
-def _region_kib(start: int) -> tuple[int, int]:
-    """(Size, Rss) of the smaps entry that starts at ``start``."""
-    size = rss = None
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and ":" not in head:
-            inside = int(head.split("-")[0], 16) == start
-        elif inside and head == "Size:":
-            size = int(line.split()[1])
-        elif inside and head == "Rss:":
-            rss = int(line.split()[1])
-    if size is None or rss is None:
-        raise RuntimeError(f"no smaps entry starts at {start:#x}")
-    return size, rss
-
-
 def _child(reserve_mib: int, percent: int, access: str) -> ProbeResult:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc = _libc()
     length = reserve_mib << 20
     npages = length // PAGE_SIZE
     touched = npages * percent // 100
@@ -210,20 +167,13 @@ def _child(reserve_mib: int, percent: int, access: str) -> ProbeResult:
     region = None
 
     def sample(step):
-        size, rss = _region_kib(region) if region is not None else (0, 0)
+        size, rss = region_smaps_kib(region, ("Size", "Rss")) if region is not None else (0, 0)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        samples.append(Sample(step, _status_kib("VmSize"), _status_kib("VmRSS"), size, rss,
+        samples.append(Sample(step, status_kib("VmSize"), status_kib("VmRSS"), size, rss,
                               usage.ru_minflt, usage.ru_majflt))
 
     sample("start")
-    # One reservation = guard page + region + guard page; the guards stay PROT_NONE.
-    base = libc.mmap(None, length + 2 * PAGE_SIZE, _PROT_NONE, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
-    if base in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap failed")
-    region = base + PAGE_SIZE
-    if libc.mprotect(region, length, _PROT_READ | _PROT_WRITE) != 0:
-        raise OSError(ctypes.get_errno(), "mprotect failed")
-    libc.madvise(region, length, _MADV_NOHUGEPAGE)  # best effort: EINVAL without THP support
+    region = map_guarded_region(libc, length)
     sample("after mmap")
     offsets = range(region, region + touched * PAGE_SIZE, PAGE_SIZE)
     if access in ("read", "read_then_write"):

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import datetime as _dt
 import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.errors import ModelInputError
+from models.realkernel.childproc import (libc as _libc, map_guarded_region, region_smaps_kib,
+                                         run_child, status_kib, unavailable_reason)
 from models.units import PAGE_SIZE
 
 MAX_RESERVE_MIB = 1024
@@ -44,10 +44,6 @@ CHAPTER_CASES = ((1024, 512, "spread", "read"), (1024, 512, "spread", "write"),
                  (1024, 512, "packed", "write"), (1024, 64, "spread", "write"),
                  (1024, 1, "spread", "write"))
 RECORDED = Path(__file__).resolve().parents[2] / "book" / "recorded" / "ch01-pagetables.json"
-
-_PROT_NONE, _PROT_READ, _PROT_WRITE = 0, 1, 2
-_MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
-_MADV_NOHUGEPAGE = 15
 
 
 class ProbeUnavailable(RuntimeError):
@@ -88,11 +84,7 @@ def validate(reserve_mib, stride, layout, access) -> None:
 
 def available() -> str | None:
     """None if the probe can run here, else the reason it cannot."""
-    if platform.system() != "Linux":
-        return f"the page-table probe needs Linux (/proc/self/status VmPTE); this is {platform.system()}"
-    if not Path("/proc/self/smaps").exists():
-        return "the page-table probe needs /proc/self/smaps, which is missing here"
-    return None
+    return unavailable_reason("the page-table probe", "/proc/self/status VmPTE")
 
 
 def measure(reserve_mib: int, stride: int, layout: str, access: str,
@@ -102,15 +94,11 @@ def measure(reserve_mib: int, stride: int, layout: str, access: str,
     reason = available()
     if reason:
         raise ProbeUnavailable(reason)
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "models.realkernel.pagetable_probe", "--reserve-mib", str(reserve_mib),
-         "--stride", str(stride), "--layout", layout, "--access", access],
-        capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"page-table probe child failed (exit {proc.returncode}): {proc.stderr}")
-    return PageTableMeasurement(**json.loads(proc.stdout))
+    return PageTableMeasurement(**json.loads(run_child(
+        "models.realkernel.pagetable_probe",
+        ["--reserve-mib", str(reserve_mib), "--stride", str(stride), "--layout", layout,
+         "--access", access],
+        "page-table probe", timeout)))
 
 
 def record(path: Path = RECORDED) -> dict:
@@ -143,51 +131,22 @@ def measure_or_recorded() -> tuple[list[PageTableMeasurement], str, bool]:
 
 # ----------------------------------------------------------------- the child process
 
-def _vmpte_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmPTE:"):
-            return int(line.split()[1])
-    raise RuntimeError("VmPTE missing from /proc/self/status")
-
-
-def _region_rss_kib(start: int) -> int:
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and ":" not in head:
-            inside = int(head.split("-")[0], 16) == start
-        elif inside and head == "Rss:":
-            return int(line.split()[1])
-    raise RuntimeError(f"no smaps entry starts at {start:#x}")
-
-
 def _child(reserve_mib: int, stride: int, layout: str, access: str) -> PageTableMeasurement:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     length = reserve_mib << 20
     npages = length // PAGE_SIZE
     count = npages // stride
-    base = libc.mmap(None, length + 2 * PAGE_SIZE, _PROT_NONE, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
-    if base in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap failed")
-    region = base + PAGE_SIZE
-    if libc.mprotect(region, length, _PROT_READ | _PROT_WRITE) != 0:
-        raise OSError(ctypes.get_errno(), "mprotect failed")
-    libc.madvise(region, length, _MADV_NOHUGEPAGE)  # best effort: EINVAL without THP support
+    region = map_guarded_region(_libc(), length)
     step = stride if layout == "spread" else 1
     addresses = [region + i * step * PAGE_SIZE for i in range(count)]
     touch = ctypes.string_at if access == "read" else (lambda a, n: ctypes.memset(a, 0xAB, n))
     touch(region, 0)  # warm the code path (no page touched: length 0)
-    pte0, flt0 = _vmpte_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    pte0, flt0 = status_kib("VmPTE"), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for addr in addresses:
         touch(addr, 1)
     flt1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     return PageTableMeasurement(reserve_mib, stride, layout, access, platform.release(), count,
-                                _vmpte_kib() - pte0, _region_rss_kib(region), flt1 - flt0)
+                                status_kib("VmPTE") - pte0,
+                                region_smaps_kib(region, ("Rss",))[0], flt1 - flt0)
 
 
 def main(argv: list[str] | None = None) -> int:
