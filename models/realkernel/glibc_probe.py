@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from models.malloc.sequence import Malloc, Sequence, to_probe_lines
+from models.realkernel.buildcache import build_once, cache_root
 from models.units import PAGE_SIZE
 
 PROBE_SOURCE = Path(__file__).resolve().parents[2] / "probes" / "malloc_probe.c"
@@ -92,8 +93,7 @@ def probe_support() -> tuple[bool, str]:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "membook" / "malloc_probe"
+    return cache_root("malloc_probe")
 
 
 def build_probe(cache_dir: Optional[os.PathLike] = None) -> Path:
@@ -103,25 +103,13 @@ def build_probe(cache_dir: Optional[os.PathLike] = None) -> Path:
         raise GlibcProbeError(why)
     cache = Path(cache_dir) if cache_dir else _cache_root()
     digest = hashlib.sha256(why.encode() + b"\0" + PROBE_SOURCE.read_bytes()).hexdigest()[:16]
-    binary = cache / f"malloc_probe-{digest}"
-    if binary.exists():
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".malloc_probe-", dir=cache)
-    os.close(fd)
-    try:
-        # -O1 keeps the memset (the result is used) and adds no sanitiser that would
-        # replace glibc's malloc.
-        out = subprocess.run([gcc_binary(), "-O1", "-Wall", "-o", tmp, str(PROBE_SOURCE)],
-                             capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:
-            raise GlibcProbeError(f"compiling {PROBE_SOURCE.name} failed:\n{out.stderr}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, binary)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return binary
+    # -O1 keeps the memset (the result is used) and adds no sanitiser that would
+    # replace glibc's malloc.
+    return build_once(
+        cache / f"malloc_probe-{digest}",
+        lambda tmp: [gcc_binary(), "-O1", "-Wall", "-o", tmp, str(PROBE_SOURCE)],
+        lambda stderr: GlibcProbeError(f"compiling {PROBE_SOURCE.name} failed:\n{stderr}"),
+        timeout=120)
 
 
 _KV = re.compile(r"(\w+)=(\S+)")

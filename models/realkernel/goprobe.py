@@ -28,12 +28,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from models.errors import ModelInputError
+from models.realkernel.buildcache import build_once, cache_root
 from models.units import parse_size
 
 PROBE_DIR = Path(__file__).resolve().parents[2] / "probes" / "goheap"
@@ -67,8 +67,7 @@ def go_support() -> tuple[bool, str]:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "membook" / "goheap"
+    return cache_root("goheap")
 
 
 def _go_env(cache: Optional[Path] = None) -> dict:
@@ -94,24 +93,11 @@ def build_probe(cache_dir: Optional[os.PathLike] = None) -> Path:
     for src in sorted(PROBE_DIR.glob("*")):
         if src.suffix in (".go", ".mod"):
             digest.update(src.name.encode() + b"\0" + src.read_bytes())
-    binary = cache / f"goheap-{digest.hexdigest()[:16]}"
-    if binary.exists():
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    # Build to a temporary name and rename, so a concurrent run never sees half a binary.
-    fd, tmp = tempfile.mkstemp(prefix=".goheap-", dir=cache)
-    os.close(fd)
-    try:
-        out = subprocess.run([go_binary(), "build", "-trimpath", "-o", tmp, "."], cwd=PROBE_DIR,
-                             capture_output=True, text=True, timeout=300, env=_go_env(cache))
-        if out.returncode != 0:
-            raise GoProbeError(f"go build failed:\n{out.stderr}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, binary)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return binary
+    return build_once(
+        cache / f"goheap-{digest.hexdigest()[:16]}",
+        lambda tmp: [go_binary(), "build", "-trimpath", "-o", tmp, "."],
+        lambda stderr: GoProbeError(f"go build failed:\n{stderr}"),
+        timeout=300, cwd=PROBE_DIR, env=lambda: _go_env(cache))
 
 
 @dataclass
