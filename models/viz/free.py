@@ -21,7 +21,6 @@ nothing here does either.
 from __future__ import annotations
 
 import ctypes
-import datetime as _dt
 import html
 import json
 import os
@@ -45,6 +44,7 @@ from models.units import PAGE_SIZE, parse_size
 from models.viz import COLORS, STATIC_BUILD_ENV
 from models.viz.explorable import Dropdown, Explorable, Slider, Toggle
 from models.viz.pagemap import NOT_MAPPED, STATE_COLORS, STATE_LABELS
+from models.viz.recording import now_utc as _now, write_json_atomic
 
 KiB = 1024
 MiB = 1 << 20
@@ -534,10 +534,6 @@ def glibc_version() -> Optional[str]:
     return fn().decode()
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
 @dataclass
 class GlibcVsModel:
     """A malloc sequence on the reader's glibc (live or recorded) beside the model."""
@@ -656,10 +652,7 @@ def _write_glibc_record(ops, record_id, real, release, directory=None) -> Path:
            "glibc": glibc_version(), "ops": list(ops),
            "glibc_rows": [dict(_row(r), result=r.result, mallinfo=r.mallinfo) for r in real]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, obj)
 
 
 def glibc_vs_model(ops=AE_GLIBC_OPS, record_id: str = "ch03-glibc-ae", *,
@@ -672,18 +665,14 @@ def glibc_vs_model(ops=AE_GLIBC_OPS, record_id: str = "ch03-glibc-ae", *,
     from models.malloc.fidelity import compare
     from models.realkernel.engine import kernel_release
     from models.realkernel.glibc_probe import GlibcProbeError, probe_support, run_sequence
-    from models.viz.kernel_cell import FORCE_RECORDED_ENV, RECORD_ENV
+    from models.viz.kernel_cell import RECORD_ENV, forced_recording_reason
 
     ops = list(ops)
     seq = parse_sequence(ops)
     model = replay(seq)
     model_rows = [_row(m) for m in model]
-    if force_recorded is None:
-        force_recorded = os.environ.get(FORCE_RECORDED_ENV, "") == "1"
-    reason = ""
-    if force_recorded:
-        reason = f"the recording was asked for ({FORCE_RECORDED_ENV}=1 or force_recorded=True)"
-    else:
+    reason = forced_recording_reason(force_recorded)
+    if not reason:
         ok, why = probe_support()
         if not ok:
             reason = why

@@ -45,6 +45,7 @@ from models.scenario.format import Madvise, Mmap, Munmap, Scenario, Touch
 from models.units import PAGE_SIZE
 from models.viz import COLORS, STATIC_BUILD_ENV
 from models.viz.explorable import Dropdown, Explorable
+from models.viz.recording import write_json_atomic
 
 MiB = 1 << 20
 PAGES_PER_MIB = MiB // PAGE_SIZE
@@ -712,12 +713,9 @@ def _write_recording(runs: dict, version: str, release: str, directory: Optional
     from models.viz.kernel_cell import _now, _thp_setting
     path = _recorded_dir(directory) / f"{GOPROBE_RECORD}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"format": 1, "record_id": GOPROBE_RECORD, "recorded_at": _now(),
-                               "kernel_release": release, "machine": platform.machine(),
-                               "thp": _thp_setting(), "go_version": version, "runs": runs}, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, {"format": 1, "record_id": GOPROBE_RECORD, "recorded_at": _now(),
+                                    "kernel_release": release, "machine": platform.machine(),
+                                    "thp": _thp_setting(), "go_version": version, "runs": runs})
 
 
 def go_probe_vs_model(*, force_recorded: Optional[bool] = None, directory: Optional[Path] = None,
@@ -729,15 +727,11 @@ def go_probe_vs_model(*, force_recorded: Optional[bool] = None, directory: Optio
     its date, kernel and Go version.  ``BOOK_RECORD=1`` rewrites the recording after a live run.
     ``runner`` replaces :func:`run_go_probes` (tests).
     """
-    from models.viz.kernel_cell import FORCE_RECORDED_ENV, RECORD_ENV, _now
-    if force_recorded is None:
-        force_recorded = os.environ.get(FORCE_RECORDED_ENV, "") == "1"
-    reason = ""
-    if force_recorded:
-        reason = f"the recording was asked for ({FORCE_RECORDED_ENV}=1 or force_recorded=True)"
-    elif not sys.platform.startswith("linux"):
+    from models.viz.kernel_cell import RECORD_ENV, _now, forced_recording_reason
+    reason = forced_recording_reason(force_recorded)
+    if not reason and not sys.platform.startswith("linux"):
         reason = f"this is not Linux ({sys.platform})"
-    else:
+    if not reason:
         from models.realkernel.goprobe import GoProbeError, go_support
         ok, version = go_support()
         if not ok:

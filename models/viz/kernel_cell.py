@@ -24,7 +24,6 @@ Scenario/dict/zero-argument function in a chapter module.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import importlib
 import json
@@ -43,6 +42,7 @@ from models.errors import ModelInputError
 from models.scenario.format import Scenario, StepResult
 from models.units import PAGE_SIZE
 from models.viz import STATIC_BUILD_ENV
+from models.viz.recording import now_utc as _now, write_json_atomic
 
 #: Where recorded kernel runs live (committed with the book).
 RECORDED_DIR = Path(__file__).resolve().parents[2] / "book" / "recorded"
@@ -65,6 +65,18 @@ def _scenario(obj: ScenarioLike) -> Scenario:
 def _scenario_json(scenario: Scenario) -> dict:
     from models.scenario.parse import scenario_to_json
     return json.loads(json.dumps(scenario_to_json(scenario)))
+
+
+def forced_recording_reason(force_recorded: Optional[bool]) -> str:
+    """Why a cell shows its recording without trying the live run, or "" if it may try it.
+
+    ``force_recorded`` None means: as ``BOOK_FORCE_RECORDED`` in the environment says.
+    """
+    if force_recorded is None:
+        force_recorded = os.environ.get(FORCE_RECORDED_ENV, "") == "1"
+    if force_recorded:
+        return f"the recording was asked for ({FORCE_RECORDED_ENV}=1 or force_recorded=True)"
+    return ""
 
 
 def _check_record_id(record_id: str) -> str:
@@ -146,10 +158,7 @@ def load_recording(record_id: str, directory: Optional[Path] = None) -> Recordin
 def write_recording(recording: Recording, directory: Optional[Path] = None) -> Path:
     path = record_path(recording.record_id, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(recording.to_json(), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, recording.to_json())
 
 
 def record(scenario: ScenarioLike, record_id: str, directory: Optional[Path] = None) -> Recording:
@@ -162,10 +171,6 @@ def record(scenario: ScenarioLike, record_id: str, directory: Optional[Path] = N
                     _thp_setting(), _swap_total(), _scenario_json(scen), tuple(rows))
     write_recording(rec, directory)
     return rec
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 # --------------------------------------------------------------------------- the cell
@@ -322,12 +327,8 @@ def kernel_vs_model(scenario_or_name: ScenarioLike, record_id: str, *, kernel_ve
     _check_record_id(record_id)
     # Page tables are charged to the memory cgroup too (KERNEL-NOTES K3), as on the real kernel.
     model = play(scenario, kernel_version=kernel_version, pagetables=True)
-    if force_recorded is None:
-        force_recorded = os.environ.get(FORCE_RECORDED_ENV, "") == "1"
-    reason = ""
-    if force_recorded:
-        reason = f"the recording was asked for ({FORCE_RECORDED_ENV}=1 or force_recorded=True)"
-    else:
+    reason = forced_recording_reason(force_recorded)
+    if not reason:
         ok, why = kernel_engine_support(scenario)
         if not ok:
             reason = why

@@ -22,7 +22,6 @@ reader without Linux sees.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import html
 import json
@@ -46,6 +45,7 @@ from models.units import PAGE_SIZE
 from models.viz import COLORS, STATIC_BUILD_ENV, Dropdown, Explorable, Slider
 from models.viz.kernel_cell import (FORCE_RECORDED_ENV, RECORD_ENV, RECORDED_DIR, _scenario_json,
                                     _swap_total, _thp_setting, kernel_vs_model, load_recording)
+from models.viz.recording import now_utc as _now, write_json_atomic
 
 MiB = 1 << 20
 PAGES_PER_MIB = MiB // PAGE_SIZE
@@ -58,10 +58,6 @@ SCENARIO_CHAPTER = {
     "dontneed-shared": 4, "madvise-errors": 4, "partial-ranges": 4, "munmap": 4,
     "lazyfree-reclaim": 5, "oldest-freed-first": 5, "pressure-oom": 5,
 }
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def _force_recorded() -> bool:
@@ -96,10 +92,7 @@ def _save(name: str, payload: dict) -> None:
     from models.realkernel.engine import kernel_release
     obj = {"format": FORMAT_VERSION, "recorded_at": _now(), "kernel_release": kernel_release(),
            "machine": platform.machine(), "thp": _thp_setting(), "swap_bytes": _swap_total(), **payload}
-    path = _recorded_path(name)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(_recorded_path(name), obj)
 
 
 # --------------------------------------------------------------------------- this machine
