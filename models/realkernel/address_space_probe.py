@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import platform
 import resource
@@ -172,6 +173,15 @@ def _child(reserve_mib: int, percent: int, access: str) -> ProbeResult:
         samples.append(Sample(step, status_kib("VmSize"), status_kib("VmRSS"), size, rss,
                               usage.ru_minflt, usage.ru_majflt))
 
+    # VmSize counts the interpreter's own mappings too. Run the measuring code once and keep the
+    # collector out of the way, so that the heap does not grow or shrink between the samples and
+    # the growth from "start" is the region (and its two guard pages) alone.
+    # Reading smaps makes a large temporary string; glibc raises its mmap threshold when the first
+    # one is freed (FACTS 33), which would move the heap under our feet on the first real sample.
+    gc.disable()
+    Path("/proc/self/smaps").read_text()
+    sample("warm-up")
+    samples.clear()
     sample("start")
     region = map_guarded_region(libc, length)
     sample("after mmap")
