@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.errors import ModelInputError
-from models.realkernel.childproc import (libc as _libc, map_guarded_region, region_smaps_kib,
-                                         run_child, status_kib, unavailable_reason)
+from models.realkernel.childproc import (check_one_of, check_whole, libc as _libc,
+                                         map_guarded_region, region_smaps_kib, run_child,
+                                         status_kib, unavailable_reason)
 from models.units import PAGE_SIZE
 
 #: Largest region the probe will map (it is really touched when written).
@@ -103,14 +104,9 @@ class ProbeResult:
 
 
 def validate(reserve_mib, percent, access) -> None:
-    if isinstance(reserve_mib, bool) or not isinstance(reserve_mib, int) \
-            or not 1 <= reserve_mib <= MAX_RESERVE_MIB:
-        raise ModelInputError(f"reserve_mib must be a whole number of MiB in 1..{MAX_RESERVE_MIB}, "
-                              f"got {reserve_mib!r}")
-    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
-        raise ModelInputError(f"percent must be a whole number in 0..100, got {percent!r}")
-    if access not in ACCESS_MODES:
-        raise ModelInputError(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
+    check_whole("reserve_mib", reserve_mib, 1, MAX_RESERVE_MIB, "MiB")
+    check_whole("percent", percent, 0, 100)
+    check_one_of("access", access, ACCESS_MODES)
 
 
 def available() -> str | None:

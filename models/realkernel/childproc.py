@@ -17,11 +17,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.errors import ModelInputError
 from models.units import PAGE_SIZE
 
 _PROT_NONE, _PROT_READ, _PROT_WRITE = 0, 1, 2
 _MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
 _MADV_NOHUGEPAGE = 15
+
+
+def check_whole(name: str, value, low: int, high: int, unit: str = "") -> None:
+    """ModelInputError unless ``value`` is an int (not a bool) in ``low..high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        of = f" of {unit}" if unit else ""
+        raise ModelInputError(f"{name} must be a whole number{of} in {low}..{high}, got {value!r}")
+
+
+def check_one_of(name: str, value, allowed) -> None:
+    """ModelInputError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ModelInputError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def unavailable_reason(probe: str, linux_needs: str) -> str | None:

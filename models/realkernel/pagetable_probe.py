@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models.errors import ModelInputError
-from models.realkernel.childproc import (libc as _libc, map_guarded_region, region_smaps_kib,
-                                         run_child, status_kib, unavailable_reason)
+from models.realkernel.childproc import (check_one_of, check_whole, libc as _libc,
+                                         map_guarded_region, region_smaps_kib, run_child,
+                                         status_kib, unavailable_reason)
 from models.units import PAGE_SIZE
 
 MAX_RESERVE_MIB = 1024
@@ -70,16 +71,10 @@ class PageTableMeasurement:
 
 
 def validate(reserve_mib, stride, layout, access) -> None:
-    if isinstance(reserve_mib, bool) or not isinstance(reserve_mib, int) \
-            or not 2 <= reserve_mib <= MAX_RESERVE_MIB:
-        raise ModelInputError(f"reserve_mib must be a whole number of MiB in 2..{MAX_RESERVE_MIB}, "
-                              f"got {reserve_mib!r}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= 512:
-        raise ModelInputError(f"stride must be a whole number of pages in 1..512, got {stride!r}")
-    if layout not in LAYOUTS:
-        raise ModelInputError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
-    if access not in ACCESS_MODES:
-        raise ModelInputError(f"access must be one of {list(ACCESS_MODES)}, got {access!r}")
+    check_whole("reserve_mib", reserve_mib, 2, MAX_RESERVE_MIB, "MiB")
+    check_whole("stride", stride, 1, 512, "pages")
+    check_one_of("layout", layout, LAYOUTS)
+    check_one_of("access", access, ACCESS_MODES)
 
 
 def available() -> str | None:
