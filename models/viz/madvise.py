@@ -667,13 +667,9 @@ def describe_free_pagemap(step: int, kernel_version: str, swap: bool, pressure: 
 
 
 def _pagemap_controls():
-    import dataclasses
     from models.kernel.pages import PageState as S
-    from models.viz.pagemap import describe_step
-    steps = free_pagemap_scenario(False).steps
-    slider = Slider(range(len(steps)), label="step", default=0)
-    slider = dataclasses.replace(slider, labels=tuple(f"{i}: {describe_step(s)}"
-                                                      for i, s in enumerate(steps)))
+    from models.viz.pagemap import step_slider
+    slider = step_slider(free_pagemap_scenario(False).steps)
     legend = tuple(int(s) for s in (S.NOT_PRESENT, S.ZERO_PAGE, S.RESIDENT, S.LAZYFREE, S.RECLAIMED))
     return slider, legend
 

@@ -459,6 +459,19 @@ def describe_pagemap_step(run: PageMapRun, step: int) -> str:
 
 # --------------------------------------------------------------------------- explorable
 
+def step_slider(steps, *, label: str = "step", default: int = 0):
+    """A time slider over a scenario's steps, each labelled "i: <what the step does>".
+
+    ``steps`` is a sequence of scenario steps (described with :func:`describe_step`) or of
+    ready-made descriptions; a ``range`` gives plain step numbers.
+    """
+    if isinstance(steps, range):
+        return Slider(steps, label=label, default=default)
+    texts = [st if isinstance(st, str) else describe_step(st) for st in steps]
+    slider = Slider(range(len(texts)), label=label, default=default)
+    return dataclasses.replace(slider, labels=tuple(f"{i}: {t}" for i, t in enumerate(texts)))
+
+
 def pagemap_explorable(scenario_fn: Union[ScenarioLike, Callable[..., ScenarioLike]], *,
                        title: Optional[str] = None, step: Optional[Control] = None,
                        max_cells: int = MAX_CELLS, kernel_version: Union[str, Control] = "6.18",
@@ -501,10 +514,8 @@ def pagemap_explorable(scenario_fn: Union[ScenarioLike, Callable[..., ScenarioLi
     nsteps = max(len(s.steps) for s, _, _ in variants)
     if step is None:
         descs = {tuple(describe_step(st) for st in s.steps) for s, _, _ in variants}
-        step = Slider(range(nsteps), label=step_label)
-        if len(descs) == 1:
-            (only,) = descs
-            step = dataclasses.replace(step, labels=tuple(f"{i}: {d}" for i, d in enumerate(only)))
+        (only,) = descs if len(descs) == 1 else (None,)
+        step = step_slider(only or range(nsteps), label=step_label)
     legend = tuple(sorted(set().union(*(_legend_codes(snapshots(s, kernel_version=k, swap=w))
                                         for s, k, w in variants))))
     name = title or variants[0][0].name or "page map"

@@ -187,16 +187,10 @@ def describe_pagemap(step: int, limit_mib: int, pressure_mib: int) -> str:
 
 
 def _pagemap_controls():
-    from models.viz.pagemap import describe_step
-    steps = two_regions_scenario().steps
-    slider = Slider(range(len(steps)), label="step", default=6)
-    labels = []
-    for i, s in enumerate(steps):
-        text = describe_step(s)
-        if s.op == "pressure":
-            text = "pressure: another allocation"     # its size is the other control
-        labels.append(f"{i}: {text}")
-    slider = dataclasses.replace(slider, labels=tuple(labels))
+    from models.viz.pagemap import describe_step, step_slider
+    # The pressure step's size is the other control, so its label leaves the size out.
+    slider = step_slider([("pressure: another allocation" if s.op == "pressure" else describe_step(s))
+                          for s in two_regions_scenario().steps], default=6)
     legend = tuple(int(s) for s in (PageState.RESIDENT, PageState.LAZYFREE, PageState.RECLAIMED,
                                     PageState.ZERO_PAGE, PageState.NOT_PRESENT))
     return slider, legend
